@@ -1,0 +1,109 @@
+"""The ``instructme`` command: data, train, eval, chords, edit, serve.
+
+Each subcommand parses its options here and calls into the module that does the work
+(imported lazily, so ``instructme --help`` is fast). User errors
+(:class:`~instructme.errors.InstructMEError`) print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from instructme import __version__
+from instructme.errors import InstructMEError
+
+
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    from instructme.data.build import build_dataset
+
+    build_dataset(args.out, preset=args.preset, workers=args.workers, seed=args.seed,
+                  quiet=args.quiet)
+    return 0
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from instructme.data.stats import dataset_stats, format_stats
+
+    stats = dataset_stats(args.dir)
+    print(format_stats(stats))
+    return 0
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="build and inspect multitrack training data")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+
+    b = dsub.add_parser("build", help="render stems and cut (source, instruction, target) triplets")
+    b.add_argument("--preset", choices=["tiny", "small", "full"], default="small")
+    b.add_argument("--out", required=True, help="dataset folder (resumable)")
+    b.add_argument("--workers", type=int, default=None, help="render processes (default: cores)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=_cmd_data_build)
+
+    s = dsub.add_parser("stats", help="hours per task, instrument, style and split")
+    s.add_argument("dir", help="dataset folder written by 'data build'")
+    s.set_defaults(func=_cmd_data_stats)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instructme",
+        description="Instruction-guided music editing with latent diffusion (InstructME).",
+    )
+    parser.add_argument("--version", action="version", version=f"instructme {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data_commands(sub)
+    # train / eval subcommand groups: each trainer and evaluator registers itself below.
+    train = sub.add_parser("train", help="train a model (vae, chord, classifier, editor)")
+    train_sub = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
+    evaluate = sub.add_parser("eval", help="evaluate a model or a set of edits")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    _register_models(sub, train_sub, eval_sub)
+    return parser
+
+
+def _register_models(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
+                     eval_sub: argparse._SubParsersAction) -> None:
+    """Subcommands contributed by the model packages (each adds its own parsers)."""
+    import importlib
+
+    for module_name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:  # not written yet
+                continue
+            raise
+        module.add_commands(sub, train_sub, eval_sub)
+
+
+#: Modules exposing ``add_commands(sub, train_sub, eval_sub)`` (light imports only).
+_COMMAND_MODULES: tuple[str, ...] = (
+    "instructme.commands.vae",
+    "instructme.commands.chord",
+    "instructme.commands.classifier",
+    "instructme.commands.editor",
+    "instructme.commands.evaluate",
+    "instructme.commands.edit",
+    "instructme.commands.serve",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InstructMEError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

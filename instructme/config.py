@@ -1,0 +1,112 @@
+"""Configuration dataclasses and presets.
+
+Every model has a config dataclass deriving from :class:`Config` with named presets
+(``tiny`` for tests, ``small`` for CPU, a larger one for GPU). Configs serialise to plain
+JSON (``config.json`` beside ``model.safetensors``) so that ``load(dir)`` rebuilds the model.
+This module also holds the project-wide audio defaults and the data-build presets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from instructme.errors import CheckpointError
+
+#: Project sample rate (DESIGN: mono, 16 kHz by default).
+SAMPLE_RATE = 16_000
+
+
+@dataclasses.dataclass
+class Config:
+    """Base class: JSON round trip and named presets.
+
+    Subclasses fill ``PRESETS`` with ``{name: {field: value}}`` overrides of the defaults.
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> Self:
+        if name not in cls.PRESETS:
+            known = ", ".join(sorted(cls.PRESETS))
+            raise ValueError(f"unknown {cls.__name__} preset {name!r} (known: {known})")
+        return cls(**{**cls.PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise CheckpointError(f"{cls.__name__}: unknown config fields {unknown}")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                v = d[f.name]
+                # JSON turns tuples into lists; give tuple-typed fields their tuples back.
+                if isinstance(v, list) and "tuple" in str(f.type):
+                    v = tuple(v)
+                kwargs[f.name] = v
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> Self:
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: config file not found")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path}: not valid JSON ({e.msg})") from None
+        return cls.from_dict(d)
+
+
+@dataclasses.dataclass
+class DataConfig(Config):
+    """What ``instructme data build`` renders and how triplets are cut.
+
+    Durations are seconds. ``corpus_pieces`` music21 works and ``arranger_songs`` generated
+    songs (each arranged in ``styles_per_song`` styles, so remix targets exist) are rendered.
+    """
+
+    sample_rate: int = SAMPLE_RATE
+    corpus_pieces: int = 40
+    corpus_max_seconds: float = 120.0
+    arranger_songs: int = 40
+    styles_per_song: int = 2
+    arranger_bars: int = 24
+    window_seconds: float = 10.0
+    windows_per_song: int = 4
+    replace_variants_per_song: int = 1
+    multiround_per_song: int = 1
+    max_silent_fraction: float = 0.5
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # Seconds to build: for tests and the quick demo.
+        "tiny": dict(
+            corpus_pieces=2, corpus_max_seconds=24.0, arranger_songs=3, styles_per_song=2,
+            arranger_bars=8, window_seconds=4.0, windows_per_song=2,
+        ),
+        # >= 20 hours of distinct source material; builds in well under 30 min on 2 cores.
+        "small": dict(
+            corpus_pieces=300, corpus_max_seconds=150.0, arranger_songs=300, styles_per_song=3,
+            arranger_bars=40,
+        ),
+        # Everything the corpus offers plus many generated songs (hours to build).
+        "full": dict(
+            corpus_pieces=2000, corpus_max_seconds=240.0, arranger_songs=2000,
+            styles_per_song=4, arranger_bars=48, windows_per_song=8,
+            replace_variants_per_song=2, multiround_per_song=2,
+        ),
+    }
