@@ -1,0 +1,286 @@
+"""``instructme data build``: render songs to stems, then cut triplets into manifests.
+
+Stage 1 (parallel, resumable): each *job* is one music21 corpus piece or one arranger group
+(the same melody and progression arranged in several styles). A job renders every part of
+every song to its own stem with FluidSynth (one synth per stem, so ``mix = sum of stems``),
+plus ``replace`` variants (a part re-rendered with another GM program), balances levels with
+one song-wide gain, and writes ``songs/<id>/{<stem>.flac, activity.npz, song.json}``. A job
+marker in ``jobs/`` is written last, so an interrupted build skips finished jobs.
+
+Stage 2 (fast, deterministic): songs are split by group into train/val/test and
+:class:`~instructme.data.triplets.TripletBuilder` writes ``manifests/<split>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from instructme import audio
+from instructme.config import DataConfig
+from instructme.data.score import Part, Song
+from instructme.data.triplets import SongStems, TripletBuilder, assign_splits
+from instructme.errors import InstructMEError, ManifestError
+from instructme.fileio import atomic_path, atomic_write_json, atomic_write_jsonl
+
+ACTIVITY_HZ = 10.0
+#: Fraction of arranger groups whose progression is taken from a corpus piece.
+CORPUS_PROGRESSION_FRACTION = 0.25
+#: Melodic GM programs a corpus part may be re-rendered with (for "replace").
+CORPUS_REPLACEMENTS = (0, 4, 11, 19, 24, 40, 42, 48, 52, 56, 60, 65, 68, 71, 73, 81, 89)
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+# ----------------------------------------------------------------------------- planning
+def plan_jobs(cfg: DataConfig, seed: int) -> list[dict[str, Any]]:
+    """The deterministic list of render jobs for a preset and seed."""
+    from instructme.data.arranger import STYLES
+    from instructme.data.corpus import list_corpus_pieces
+
+    rng = np.random.default_rng(seed)
+    pieces = list_corpus_pieces(limit=cfg.corpus_pieces, seed=seed) if cfg.corpus_pieces else []
+    jobs: list[dict[str, Any]] = [
+        {"key": f"corpus-{safe_name(p)}", "kind": "corpus", "path": p, "seed": seed * 100_003 + i}
+        for i, p in enumerate(pieces)
+    ]
+    all_pieces = pieces or list_corpus_pieces(limit=50, seed=seed)
+    for i in range(cfg.arranger_songs):
+        styles = [str(s) for s in rng.choice(STYLES, size=cfg.styles_per_song, replace=False)]
+        from_corpus = bool(all_pieces) and rng.random() < CORPUS_PROGRESSION_FRACTION
+        jobs.append({
+            "key": f"arr{seed:03d}-{i:05d}", "kind": "arranger", "group": f"arr{seed:03d}-{i:05d}",
+            "styles": styles, "seed": seed * 100_003 + 50_000 + i, "bars": cfg.arranger_bars,
+            "progression_from": str(rng.choice(all_pieces)) if from_corpus else None,
+        })
+    return jobs
+
+
+# ----------------------------------------------------------------------------- rendering
+def _songs_for_job(job: dict[str, Any], cfg: DataConfig) -> list[Song]:
+    from instructme.data.arranger import arrange_group
+    from instructme.data.corpus import bar_progression, load_corpus_song
+
+    if job["kind"] == "corpus":
+        return [load_corpus_song(job["path"], seed=job["seed"], max_seconds=cfg.corpus_max_seconds)]
+    progression = None
+    if job["progression_from"]:
+        try:
+            src = load_corpus_song(job["progression_from"], seed=job["seed"], max_seconds=None)
+            progression = bar_progression(src, job["bars"])
+        except InstructMEError:
+            progression = None  # an unparseable piece: fall back to a generated progression
+    return arrange_group(job["group"], job["styles"], seed=job["seed"], bars=job["bars"],
+                         progression=progression)
+
+
+def _replacement_program(song: Song, part: Part, rng: np.random.Generator) -> int | None:
+    from instructme.data.arranger import replacement_programs
+    from instructme.data.instruments import program_to_class
+
+    present = {p.instrument for p in song.parts}
+    if song.source == "arranger":
+        options = replacement_programs(part, song.style or "pop", rng)
+    else:
+        options = list(CORPUS_REPLACEMENTS)
+    options = [p for p in options if program_to_class(p) not in present | {None}]
+    return int(rng.choice(options)) if options else None
+
+
+def render_song(song: Song, root: Path, cfg: DataConfig, rng: np.random.Generator) -> dict:
+    """Render, balance and write one song's stems; returns its ``song.json`` dict."""
+    from instructme.data.render import activity, balance_stems, render_part
+
+    sr = cfg.sample_rate
+    song_dir = root / "songs" / song.song_id
+    stems_raw: dict[str, np.ndarray] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    for i, part in enumerate(song.parts):
+        name = f"s{i:02d}-{part.instrument}"
+        stems_raw[name] = render_part(part, song.duration, sample_rate=sr,
+                                      soundfont=cfg.soundfont)
+        meta[name] = {"instrument": part.instrument, "program": part.program, "role": part.role,
+                      "part": part.name, "variant_of": None}
+    roles = {n: m["role"] for n, m in meta.items()}
+    stems = balance_stems(stems_raw, roles, rng)
+
+    # "replace" variants: the same notes played by another program, at the original's level.
+    candidates = [i for i, p in enumerate(song.parts) if not p.is_drum and p.notes]
+    for i in rng.permutation(candidates)[: cfg.replace_variants_per_song]:
+        part = song.parts[int(i)]
+        program = _replacement_program(song, part, rng)
+        if program is None:
+            continue
+        from instructme.data.instruments import program_to_class
+
+        new = Part(part.name, program, program_to_class(program) or "other", part.role,
+                   part.notes, part.is_drum)
+        orig = f"s{int(i):02d}-{part.instrument}"
+        raw = render_part(new, song.duration, sample_rate=sr, soundfont=cfg.soundfont)
+        target_rms = float(np.sqrt(np.mean(np.square(stems[orig], dtype=np.float64))))
+        raw_rms = float(np.sqrt(np.mean(np.square(raw, dtype=np.float64))))
+        if raw_rms < 1e-6:
+            continue
+        name = f"{orig}-as-{new.instrument}"
+        stems[name] = (raw * (target_rms / raw_rms)).astype(np.float32)
+        meta[name] = {"instrument": new.instrument, "program": program, "role": part.role,
+                      "part": part.name, "variant_of": orig}
+
+    song_dir.mkdir(parents=True, exist_ok=True)
+    acts = {}
+    for name, x in stems.items():
+        rel = f"songs/{song.song_id}/{name}.flac"
+        audio.save(root / rel, np.clip(x, -1.0, 1.0), sr)
+        meta[name]["path"] = rel
+        acts[name] = activity(x, sr, hop_seconds=1.0 / ACTIVITY_HZ)
+    with atomic_path(song_dir / "activity.npz") as tmp:
+        np.savez_compressed(tmp, **acts)
+    d = song.to_dict()
+    d.update(stems=meta, activity_hz=ACTIVITY_HZ, sample_rate=sr)
+    atomic_write_json(song_dir / "song.json", d)
+    return d
+
+
+def run_job(args: tuple[dict[str, Any], str, dict[str, Any]]) -> dict[str, Any]:
+    """Render one job (in a worker process); returns a summary for the progress bar."""
+    job, root_s, cfg_d = args
+    root, cfg = Path(root_s), DataConfig.from_dict(cfg_d)
+    marker = root / "jobs" / f"{job['key']}.json"
+    if marker.is_file():
+        return {**json.loads(marker.read_text()), "skipped": True}
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(job["seed"])
+    try:
+        songs = _songs_for_job(job, cfg)
+    except InstructMEError as e:
+        summary = {"key": job["key"], "songs": [], "error": str(e)}
+        atomic_write_json(marker, summary)
+        return summary
+    stem_seconds = 0.0
+    for song in songs:
+        d = render_song(song, root, cfg, rng)
+        stem_seconds += song.duration * len(d["stems"])
+    summary = {
+        "key": job["key"], "songs": [s.song_id for s in songs],
+        "seconds": sum(s.duration for s in songs), "stem_seconds": stem_seconds,
+        "render_seconds": time.perf_counter() - t0,
+    }
+    atomic_write_json(marker, summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------- triplets
+def load_song_stems(root: Path, song_id: str) -> tuple[dict[str, Any], SongStems]:
+    d = json.loads((root / "songs" / song_id / "song.json").read_text())
+    with np.load(root / "songs" / song_id / "activity.npz") as z:
+        acts = {k: z[k] for k in z.files}
+    return d, SongStems.from_song_json(d, acts, d.get("activity_hz", ACTIVITY_HZ))
+
+
+def write_manifests(root: Path, cfg: DataConfig, seed: int, song_ids: list[str]) -> dict:
+    """Split songs by group and write ``manifests/<split>.jsonl``; returns counts."""
+    songs = {sid: load_song_stems(root, sid)[1] for sid in sorted(song_ids)}
+    groups: dict[str, list[SongStems]] = {}
+    for s in songs.values():
+        groups.setdefault(s.group, []).append(s)
+    split_of = assign_splits(list(groups), cfg.val_fraction, cfg.test_fraction, seed)
+    builder = TripletBuilder(cfg.window_seconds, cfg.max_silent_fraction)
+    per_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
+    for k, s in enumerate(songs.values()):
+        rng = np.random.default_rng([seed, k])
+        split = split_of[s.group]
+        for rec in builder.build_song(s, groups[s.group], cfg.windows_per_song,
+                                      cfg.multiround_per_song, rng):
+            rec["split"] = split
+            per_split[split].append(rec)
+    counts = {}
+    for split, recs in per_split.items():
+        counts[split] = atomic_write_jsonl(root / "manifests" / f"{split}.jsonl", recs)
+    songs_split = {sid: split_of[s.group] for sid, s in songs.items()}
+    atomic_write_json(root / "manifests" / "splits.json", songs_split)
+    return counts
+
+
+# ----------------------------------------------------------------------------- the command
+def build_dataset(out: str | Path, preset: str = "small", workers: int | None = None,
+                  seed: int = 0, quiet: bool = False, config: DataConfig | None = None) -> dict:
+    """Render + cut triplets into ``out``; resumable; returns the build summary."""
+    from instructme.data.render import check_synth
+
+    root = Path(out)
+    try:
+        cfg = config or DataConfig.preset(preset)
+    except ValueError as e:
+        raise InstructMEError(str(e)) from None
+    check_synth(cfg.soundfont)
+    info_path = root / "build.json"
+    if info_path.is_file():
+        old = json.loads(info_path.read_text())
+        same = (old.get("preset"), old.get("seed"), old.get("config")) == (preset, seed,
+                                                                          cfg.to_dict())
+        if not same:
+            raise ManifestError(
+                f"{root} was built with preset {old.get('preset')!r} seed {old.get('seed')}; "
+                "use another --out or the same settings to resume"
+            )
+    elif root.exists() and any(root.iterdir()):
+        raise ManifestError(f"{root}: folder exists and is not an instructme dataset")
+    root.mkdir(parents=True, exist_ok=True)
+    info = {"preset": preset, "seed": seed, "sample_rate": cfg.sample_rate,
+            "config": cfg.to_dict(), "status": "rendering"}
+    atomic_write_json(info_path, {**json.loads(info_path.read_text()), **info}
+                      if info_path.is_file() else info)
+
+    jobs = plan_jobs(cfg, seed)
+    workers = max(1, workers or os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    results, rendered_stem_seconds = [], 0.0
+    tasks = [(j, str(root), cfg.to_dict()) for j in jobs]
+    bar = tqdm(total=len(jobs), desc="render", unit="job", disable=quiet)
+    if workers == 1:
+        iterator = map(run_job, tasks)
+        pool = None
+    else:
+        pool = mp.get_context("fork").Pool(workers, maxtasksperchild=50)
+        iterator = pool.imap_unordered(run_job, tasks)
+    try:
+        for r in iterator:
+            results.append(r)
+            if not r.get("skipped"):
+                rendered_stem_seconds += r.get("stem_seconds", 0.0)
+            elapsed = time.perf_counter() - t0
+            bar.set_postfix(stem_s_per_s=f"{rendered_stem_seconds / max(elapsed, 1e-9):.0f}")
+            bar.update()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    render_wall = time.perf_counter() - t0
+    song_ids = [s for r in results for s in r.get("songs", [])]
+    failed = [r for r in results if r.get("error")]
+    if not song_ids:
+        raise InstructMEError(f"{root}: no song could be rendered")
+    counts = write_manifests(root, cfg, seed, song_ids)
+    summary = {
+        **info, "status": "complete", "songs": len(song_ids), "failed_jobs": len(failed),
+        "triplets": counts, "render_wall_seconds": round(render_wall, 2),
+        "rendered_stem_seconds": round(rendered_stem_seconds, 1),
+        "build_wall_seconds": round(time.perf_counter() - t0, 2), "workers": workers,
+    }
+    atomic_write_json(info_path, summary)
+    if not quiet:
+        print(f"built {root}: {len(song_ids)} songs ({len(failed)} pieces skipped), "
+              f"triplets " + ", ".join(f"{k} {v}" for k, v in counts.items())
+              + f", in {summary['build_wall_seconds']:.0f} s")
+    return summary

@@ -1,0 +1,98 @@
+"""``instructme data stats DIR``: hours per task, instrument, style and split."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from instructme.data.dataset import SPLITS, read_build_info, read_manifest
+
+
+def dataset_stats(root: str | Path) -> dict[str, Any]:
+    """Counts and hours of a built dataset folder (songs, stems, triplets)."""
+    root = Path(root)
+    info = read_build_info(root)
+    split_of: dict[str, str] = {}
+    splits_path = root / "manifests" / "splits.json"
+    if splits_path.is_file():
+        split_of = json.loads(splits_path.read_text())
+    songs = sorted(p.parent.name for p in (root / "songs").glob("*/song.json"))
+    song_hours: Counter[str] = Counter()
+    style_hours: Counter[str] = Counter()
+    source_hours: Counter[str] = Counter()
+    instrument_stem_hours: Counter[str] = Counter()
+    n_stems = n_variants = 0
+    stem_hours = 0.0
+    for sid in songs:
+        d = json.loads((root / "songs" / sid / "song.json").read_text())
+        h = float(d["duration"]) / 3600.0
+        song_hours[split_of.get(sid, "unsplit")] += h
+        style_hours[d.get("style") or "corpus"] += h
+        source_hours[d["source"]] += h
+        for s in d["stems"].values():
+            if s.get("variant_of"):
+                n_variants += 1
+            else:
+                n_stems += 1
+                stem_hours += h
+                instrument_stem_hours[s["instrument"]] += h
+    task_count: Counter[str] = Counter()
+    task_hours: Counter[str] = Counter()
+    split_count: Counter[str] = Counter()
+    edited_hours: dict[str, Counter[str]] = defaultdict(Counter)
+    for split in SPLITS:
+        path = root / "manifests" / f"{split}.jsonl"
+        if not path.is_file():
+            continue
+        for r in read_manifest(path):
+            h = float(r["duration"]) / 3600.0
+            task_count[r["task"]] += 1
+            task_hours[r["task"]] += h
+            split_count[split] += 1
+            inst = r.get("args", {}).get("instrument")
+            if inst:
+                edited_hours[r["task"]][inst] += h
+    return {
+        "preset": info.get("preset"), "seed": info.get("seed"), "status": info.get("status"),
+        "songs": len(songs), "stems": n_stems, "replace_variants": n_variants,
+        "source_hours": sum(song_hours.values()), "stem_hours": stem_hours,
+        "hours_by_split": dict(song_hours), "hours_by_style": dict(style_hours),
+        "hours_by_source": dict(source_hours),
+        "stem_hours_by_instrument": dict(instrument_stem_hours),
+        "triplets_by_task": dict(task_count), "triplet_hours_by_task": dict(task_hours),
+        "triplets_by_split": dict(split_count),
+        "edited_hours_by_task_instrument": {k: dict(v) for k, v in edited_hours.items()},
+        "build_wall_seconds": info.get("build_wall_seconds"),
+    }
+
+
+def _table(title: str, rows: dict[str, float], unit: str, fmt: str = "{:.2f}") -> list[str]:
+    if not rows:
+        return []
+    width = max(len(k) for k in rows)
+    lines = [f"{title}:"]
+    for k, v in sorted(rows.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  {k:<{width}}  {fmt.format(v)} {unit}")
+    return lines
+
+
+def format_stats(s: dict[str, Any]) -> str:
+    lines = [
+        f"dataset: preset {s['preset']}, seed {s['seed']}, status {s['status']}",
+        f"songs {s['songs']}, stems {s['stems']} (+{s['replace_variants']} replace variants), "
+        f"{s['source_hours']:.2f} h of distinct source material, {s['stem_hours']:.2f} stem-hours",
+    ]
+    if s.get("build_wall_seconds"):
+        lines.append(f"built in {s['build_wall_seconds']:.0f} s")
+    lines += _table("hours by split (songs)", s["hours_by_split"], "h")
+    lines += _table("hours by source", s["hours_by_source"], "h")
+    lines += _table("hours by style", s["hours_by_style"], "h")
+    lines += _table("stem-hours by instrument", s["stem_hours_by_instrument"], "h")
+    lines += _table("triplets by split", s["triplets_by_split"], "", "{:.0f}")
+    lines += _table("triplet hours by task", s["triplet_hours_by_task"], "h")
+    lines += _table("triplets by task", s["triplets_by_task"], "", "{:.0f}")
+    for task, rows in sorted(s["edited_hours_by_task_instrument"].items()):
+        lines += _table(f"{task}: hours by edited instrument", rows, "h")
+    return "\n".join(lines)
