@@ -1,0 +1,71 @@
+"""``instructme train vae`` and ``instructme eval vae`` (the audio autoencoder)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from instructme.errors import InstructMEError
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from instructme.training.vae import train_vae
+
+    data = Path(args.data)
+    if not data.is_dir():
+        raise InstructMEError(f"{data}: dataset folder not found")
+    if args.steps is not None and args.steps < 1:
+        raise InstructMEError("--steps must be at least 1")
+    overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
+                                   ("disc_start", args.disc_start), ("seed", args.seed),
+                                   ("save_every", args.save_every),
+                                   ("sample_every", args.sample_every)) if v is not None}
+    if args.resume and overrides:
+        raise InstructMEError("--resume keeps the run's settings; only --steps may change")
+    train_vae(data, args.out, preset=args.preset, steps=args.steps, resume=args.resume,
+              quiet=args.quiet, **overrides)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from instructme.training.vae_eval import evaluate_vae
+
+    if args.clips < 1:
+        raise InstructMEError("--clips must be at least 1")
+    if args.seconds <= 0:
+        raise InstructMEError("--seconds must be positive")
+    real = None if args.real is None else [Path(p) for p in args.real]
+    out = args.json if args.json is not None else Path(args.model) / "eval.json"
+    evaluate_vae(args.model, args.data, clips=args.clips, seconds=args.seconds, real=real,
+                 out_json=out)
+    print(f"wrote {out}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
+                 eval_sub: argparse._SubParsersAction) -> None:
+    t = train_sub.add_parser("vae", help="train the audio VAE (latent space of the editor)")
+    t.add_argument("--data", required=True, help="dataset folder written by 'data build'")
+    t.add_argument("--out", required=True, help="run folder; also a loadable model folder")
+    t.add_argument("--preset", choices=["tiny", "small", "large"], default="small")
+    t.add_argument("--steps", type=int, default=None, help="total steps (default: preset's)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--disc-start", type=int, default=None,
+                   help="step at which the adversarial loss starts")
+    t.add_argument("--save-every", type=int, default=None)
+    t.add_argument("--sample-every", type=int, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_train)
+
+    e = eval_sub.add_parser("vae", help="VAE round-trip fidelity vs Opus 6/12/24 kbps")
+    e.add_argument("--model", required=True, help="VAE folder (a 'train vae' --out)")
+    e.add_argument("--data", default=None, help="dataset folder (its test split is used)")
+    e.add_argument("--clips", type=int, default=8, help="clips per set")
+    e.add_argument("--seconds", type=float, default=10.0, help="clip length")
+    e.add_argument("--real", nargs="*", default=None,
+                   help="real recordings to add (default: ones found in installed packages)")
+    e.add_argument("--json", default=None, help="report path (default: MODEL/eval.json)")
+    e.set_defaults(func=_cmd_eval)

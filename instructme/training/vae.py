@@ -1,0 +1,313 @@
+"""Training loop of the audio VAE (InstructME's latent space, arXiv 2308.14360 Sec. 3.1).
+
+Losses: multi-scale log-mel L1 (DESIGN's fidelity metric plus a finer scale) and
+multi-resolution STFT (``auraloss``) reconstruction, a small KL term, and, after
+``disc_start`` steps, a hinge adversarial loss with feature matching from
+:mod:`instructme.models.discriminator`. Hugging Face ``accelerate`` runs it (one CPU process,
+or GPUs unchanged); EMA of the generator weights (``diffusers.training_utils.EMAModel``);
+gradient clipping; resumable: ``OUT/state`` holds the optimiser/model/EMA/RNG state and the
+step count, and ``OUT`` itself is always a loadable VAE folder (EMA weights, with the latent
+``scaling_factor`` measured on training crops). Logs go to ``OUT/logs.jsonl`` and
+``OUT/loss.png``; validation reconstructions to ``OUT/samples/step_NNNNNNN/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from instructme.checkpoint import save_model
+from instructme.config import Config
+from instructme.errors import CheckpointError, ManifestError
+from instructme.fileio import atomic_write_json, atomic_write_jsonl
+from instructme.models.discriminator import (
+    Discriminator,
+    DiscriminatorConfig,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from instructme.models.vae import AudioVAE, VAEConfig
+from instructme.training.vae_data import CropSampler, fixed_clips, load_split
+from instructme.training.vae_plots import plot_losses, save_reconstructions
+
+
+@dataclasses.dataclass
+class VAETrainConfig(Config):
+    """Optimisation settings (the model and discriminator have their own configs)."""
+
+    steps: int = 20_000
+    batch_size: int = 8
+    segment_seconds: float = 1.024
+    lr: float = 4e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    warmup_steps: int = 200
+    grad_clip: float = 10.0
+    w_mel: float = 15.0
+    w_stft: float = 1.0
+    w_kl: float = 1e-4
+    w_adv: float = 1.0
+    w_fm: float = 2.0
+    disc_start: int = 2_000
+    ema_decay: float = 0.999
+    p_mix: float = 0.5
+    log_every: int = 25
+    save_every: int = 500
+    sample_every: int = 1_000
+    val_clips: int = 4
+    val_seconds: float = 5.0
+    scale_clips: int = 32
+    seed: int = 0
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": dict(steps=4, batch_size=2, segment_seconds=0.25, warmup_steps=1, disc_start=2,
+                     log_every=1, save_every=2, sample_every=2, val_clips=1, val_seconds=0.5,
+                     scale_clips=2),
+        "small": dict(),
+        "large": dict(steps=400_000, batch_size=32, segment_seconds=2.048, disc_start=20_000,
+                      ema_decay=0.9999, save_every=5_000, sample_every=10_000, val_clips=8),
+    }
+
+
+class ReconstructionLoss(nn.Module):
+    """Multi-scale log-mel L1 + ``auraloss`` multi-resolution STFT. ``[B, 1, N]`` pairs."""
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__()
+        import auraloss
+
+        from instructme.metrics.codec import MultiScaleMelDistance
+
+        self.mel = MultiScaleMelDistance(sample_rate, (256, 512, 1024, 2048), (40, 80, 80, 80))
+        self.stft = auraloss.freq.MultiResolutionSTFTLoss(
+            fft_sizes=[256, 512, 1024, 2048], hop_sizes=[64, 128, 256, 512],
+            win_lengths=[256, 512, 1024, 2048])
+
+    def forward(self, est: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mel(est[:, 0], ref[:, 0]), self.stft(est, ref)
+
+
+def generator_step_losses(vae: nn.Module, disc: nn.Module | None, recon_loss: ReconstructionLoss,
+                          x: torch.Tensor, cfg: VAETrainConfig
+                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+    """Generator objective for one batch ``x: [B, 1, N]``.
+
+    Returns ``(total, terms, d_inputs)``; ``d_inputs`` = ``(recon.detach(), real_logits)`` for
+    the discriminator step (``None`` when ``disc`` is None, i.e. before ``disc_start``).
+    """
+    recon, mean, logvar = vae(x)
+    mel, stft = recon_loss(recon, x)
+    kl = AudioVAE.kl(mean, logvar)
+    terms = {"mel": mel, "stft": stft, "kl": kl}
+    total = cfg.w_mel * mel + cfg.w_stft * stft + cfg.w_kl * kl
+    d_inputs = None
+    if disc is not None:
+        fake_logits, fake_feats = disc(recon)
+        real_logits, real_feats = disc(x)
+        terms["adv"] = generator_loss(fake_logits)
+        terms["fm"] = feature_matching_loss(real_feats, fake_feats)
+        total = total + cfg.w_adv * terms["adv"] + cfg.w_fm * terms["fm"]
+        d_inputs = (recon.detach(), real_logits)
+    return total, terms, d_inputs
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT so the loop saves a checkpoint and exits cleanly."""
+
+    requested = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: Any) -> None:
+        cls.requested = True
+
+
+def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
+              steps: int | None = None, resume: bool = False, quiet: bool = False,
+              **overrides: Any) -> dict[str, Any]:
+    """Train (or resume) a VAE on ``data_dir``; returns the last logged record."""
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
+
+    out = Path(out_dir)
+    state_dir = out / "state"
+    if state_dir.exists() and not resume:
+        raise CheckpointError(f"{out} already holds a training run; pass --resume to continue "
+                              "it or choose another --out")
+    if resume and not (state_dir / "trainer.json").is_file():
+        if not quiet:
+            print(f"no checkpoint in {out}: starting a new run")
+        resume = False
+    if resume:
+        cfg = VAETrainConfig.from_json_file(state_dir / "train_config.json")
+        vae_cfg = VAEConfig.from_json_file(state_dir / "vae_config.json")
+        disc_cfg = DiscriminatorConfig.from_json_file(state_dir / "disc_config.json")
+    else:
+        cfg = VAETrainConfig.preset(preset, **overrides)
+        vae_cfg = VAEConfig.preset(preset)
+        disc_cfg = DiscriminatorConfig.preset(preset)
+    if steps is not None:
+        cfg.steps = steps
+
+    torch.manual_seed(cfg.seed)
+    train_songs = load_split(data_dir, "train", vae_cfg.sample_rate)
+    try:
+        val_songs = load_split(data_dir, "val", vae_cfg.sample_rate) or train_songs
+    except ManifestError:  # no validation manifest: show training songs instead
+        val_songs = train_songs
+    segment = int(round(cfg.segment_seconds * vae_cfg.sample_rate))
+    sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed)
+    val = fixed_clips(val_songs, cfg.val_clips, cfg.val_seconds, vae_cfg.sample_rate,
+                      stems_too=True)
+    scale_sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed + 1)
+    scale_batch = torch.from_numpy(scale_sampler.batch(cfg.scale_clips))
+
+    accelerator = Accelerator()
+    vae = AudioVAE(vae_cfg)
+    disc = Discriminator(disc_cfg)
+    recon_loss = ReconstructionLoss(vae_cfg.sample_rate)
+    opt_g = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
+    warm = max(1, cfg.warmup_steps)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: min(1.0, (s + 1) / warm))
+    vae, disc, recon_loss, opt_g, opt_d, sched_g = accelerator.prepare(
+        vae, disc, recon_loss, opt_g, opt_d, sched_g)
+    ema = EMAModel(vae.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
+    accelerator.register_for_checkpointing(ema)
+
+    step = 0
+    if resume:
+        accelerator.load_state(str(state_dir))
+        trainer_state = json.loads((state_dir / "trainer.json").read_text())
+        step = int(trainer_state["step"])
+        sampler.set_state(trainer_state["sampler"])
+        _truncate_logs(out / "logs.jsonl", step)
+        if not quiet:
+            print(f"resumed {out} at step {step}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "logs.jsonl").unlink(missing_ok=True)
+
+    def save_checkpoint() -> None:
+        tmp = out / "state.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.save_state(str(tmp))
+        atomic_write_json(tmp / "trainer.json", {"step": step, "sampler": sampler.state()})
+        atomic_write_json(tmp / "train_config.json", cfg.to_dict())
+        atomic_write_json(tmp / "vae_config.json", vae_cfg.to_dict())
+        atomic_write_json(tmp / "disc_config.json", disc_cfg.to_dict())
+        old = out / "state.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if state_dir.exists():
+            state_dir.rename(old)
+        tmp.rename(state_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        export_model(accelerator.unwrap_model(vae), ema, scale_batch, out, step)
+        plot_losses(out / "logs.jsonl", out / "loss.png")
+
+    def write_samples() -> float:
+        model = accelerator.unwrap_model(vae)
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+        try:
+            return save_reconstructions(model, val, out / "samples" / f"step_{step:07d}")
+        finally:
+            ema.restore(model.parameters())
+
+    old_handlers = {s: signal.signal(s, _Stop.handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    _Stop.requested = False
+    window: dict[str, list[float]] = {}
+    t0 = time.perf_counter()
+    last: dict[str, Any] = {"step": step}
+    try:
+        while step < cfg.steps and not _Stop.requested:
+            vae.train()
+            x = torch.from_numpy(sampler.batch(cfg.batch_size))[:, None].to(accelerator.device)
+            use_adv = step >= cfg.disc_start
+            total, terms, d_inputs = generator_step_losses(
+                vae, disc if use_adv else None, recon_loss, x, cfg)
+            opt_g.zero_grad(set_to_none=True)
+            accelerator.backward(total)
+            gnorm = accelerator.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+            opt_g.step()
+            sched_g.step()
+            ema.step(vae.parameters())
+            if d_inputs is not None:
+                recon_d, real_logits = d_inputs
+                fake_logits, _ = disc(recon_d)
+                loss_d = discriminator_loss(real_logits, fake_logits)
+                opt_d.zero_grad(set_to_none=True)
+                accelerator.backward(loss_d)
+                accelerator.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+                opt_d.step()
+                terms["disc"] = loss_d
+            step += 1
+            for k, v in {**terms, "total": total, "grad_norm": gnorm}.items():
+                window.setdefault(k, []).append(float(v.detach()))
+            if not all(math.isfinite(window[k][-1]) for k in terms):
+                raise FloatingPointError(f"non-finite loss at step {step}: "
+                                         f"{ {k: window[k][-1] for k in terms} }")
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                dt = time.perf_counter() - t0
+                last = {"step": step, "time": time.time(), "steps_per_s": len(window["total"]) / dt,
+                        "lr": sched_g.get_last_lr()[0],
+                        **{k: float(np.mean(v)) for k, v in window.items()}}
+                with open(out / "logs.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(last, sort_keys=True) + "\n")
+                if not quiet:
+                    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in last.items() if k != "time"), flush=True)
+                window, t0 = {}, time.perf_counter()
+            if step % cfg.sample_every == 0:
+                val_mel = write_samples()
+                rec = {"step": step, "time": time.time(), "val_mel": val_mel}
+                with open(out / "logs.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(rec, sort_keys=True) + "\n")
+                if not quiet:
+                    print(f"step={step} val_mel={val_mel:.4f}", flush=True)
+            if step % cfg.save_every == 0:
+                save_checkpoint()
+        save_checkpoint()
+        if _Stop.requested and not quiet:
+            print(f"stopped at step {step}; continue with --resume")
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    return last
+
+
+@torch.no_grad()
+def export_model(vae: AudioVAE, ema: Any, scale_batch: torch.Tensor, out: Path, step: int) -> None:
+    """Write the EMA weights to ``out`` with ``scaling_factor = 1 / std(latent means)``."""
+    ema.store(vae.parameters())
+    ema.copy_to(vae.parameters())
+    try:
+        vae.eval()
+        mean, _ = vae.encode(scale_batch.to(next(vae.parameters()).device))
+        std = float(mean.std())
+        cfg = dataclasses.replace(vae.config, scaling_factor=1.0 / max(std, 1e-6))
+        original = vae.config
+        vae.config = cfg
+        try:
+            save_model(vae, out, extra={"step": step, "latent_std": std})
+        finally:
+            vae.config = original
+    finally:
+        ema.restore(vae.parameters())
+
+
+def _truncate_logs(path: Path, step: int) -> None:
+    """Drop log records written after the checkpoint being resumed (e.g. after a kill -9)."""
+    if not path.is_file():
+        return
+    keep = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    atomic_write_jsonl(path, [r for r in keep if r.get("step", 0) <= step])
