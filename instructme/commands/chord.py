@@ -1,0 +1,117 @@
+"""``instructme train chord``, ``instructme chords FILE`` and ``instructme eval chord``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from instructme.errors import InstructMEError
+
+#: Environment variable naming the default chord model folder for ``instructme chords``.
+MODEL_ENV = "INSTRUCTME_CHORD_MODEL"
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from instructme.training.chord import train_chord
+
+    if args.steps is not None and args.steps < 1:
+        raise InstructMEError("--steps must be at least 1")
+    if not Path(args.data).is_dir():
+        raise InstructMEError(f"{args.data}: dataset folder not found")
+    try:
+        metrics = train_chord(args.data, args.out, preset=args.preset, steps=args.steps,
+                              resume=args.resume, seed=args.seed)
+    except ValueError as e:
+        raise InstructMEError(str(e)) from None
+    print(f"wrote {args.out}" + (f" (val majmin WCSR {metrics['majmin']:.3f})"
+                                 if metrics else ""))
+    return 0
+
+
+def _load_recognizer(spec: str | None) -> Any:
+    """A model folder, or ``madmom`` for the pretrained anchor."""
+    spec = spec or os.environ.get(MODEL_ENV)
+    if not spec:
+        raise InstructMEError(f"no chord model: pass --model DIR (or set {MODEL_ENV})")
+    if spec == "madmom":
+        from instructme.metrics.madmom_models import MadmomChordModel
+
+        return MadmomChordModel()
+    from instructme.checkpoint import load_model
+    from instructme.models.chord import ChordRecognizer
+
+    return load_model(ChordRecognizer, spec)
+
+
+def _cmd_chords(args: argparse.Namespace) -> int:
+    from instructme.audio import load
+
+    model = _load_recognizer(args.model)
+    x, sr = load(args.file, sample_rate=None, mono=True)
+    for start, end, label in model.transcribe(x, sr):
+        print(f"{start:.2f}  {end:.2f}  {label}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from instructme.checkpoint import load_model
+    from instructme.errors import DependencyError
+    from instructme.models.chord import ChordRecognizer
+    from instructme.training.chord import evaluate_transcriber
+    from instructme.training.stem_mixes import load_songs
+
+    if args.max_songs is not None and args.max_songs < 1:
+        raise InstructMEError("--max-songs must be at least 1")
+    model = load_model(ChordRecognizer, args.model)
+    songs = load_songs(args.data, (args.split,), max_songs=args.max_songs)
+    rows: list[tuple[str, dict[str, Any] | str]] = [
+        (f"instructme ({args.model})", evaluate_transcriber(model.transcribe, songs))]
+    if not args.no_anchor:
+        name = "madmom CNN+CRF (pretrained anchor)"
+        try:
+            from instructme.metrics.madmom_models import MadmomChordModel
+
+            anchor = MadmomChordModel()
+        except (ImportError, DependencyError):
+            rows.append((name, "not installed (pip install 'instructme[eval]')"))
+        else:
+            rows.append((name, evaluate_transcriber(anchor.transcribe, songs)))
+    print(f"chord recognition on the {args.split} split of {args.data}: mir_eval.chord, "
+          "duration-weighted over all songs (WCSR)")
+    print(f"{'model':<44} {'songs':>5} {'hours':>6} {'root':>6} {'majmin':>6}")
+    for label, r in rows:
+        if isinstance(r, str):
+            print(f"{label:<44} {r}")
+        else:
+            print(f"{label:<44} {r['songs']:5d} {r['seconds'] / 3600:6.2f} {r['root']:6.3f} "
+                  f"{r['majmin']:6.3f}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
+                 eval_sub: argparse._SubParsersAction) -> None:
+    t = train_sub.add_parser("chord", help="train the chord recognizer on a dataset folder")
+    t.add_argument("--data", required=True, help="dataset folder ('instructme data build')")
+    t.add_argument("--out", required=True, help="model folder to write")
+    t.add_argument("--preset", choices=["tiny", "small", "large"], default="small")
+    t.add_argument("--steps", type=int, default=None, help="override the preset's steps")
+    t.add_argument("--resume", action="store_true", help="continue a run in --out")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_cmd_train)
+
+    c = sub.add_parser("chords", help="print the chords of an audio file",
+                       description="Print 'start  end  label' lines (seconds, mir_eval labels).")
+    c.add_argument("file", help="audio file")
+    c.add_argument("--model", default=None,
+                   help=f"chord model folder, or 'madmom' (default: ${MODEL_ENV})")
+    c.set_defaults(func=_cmd_chords)
+
+    e = eval_sub.add_parser("chord", help="score a chord model on held-out songs (mir_eval)")
+    e.add_argument("--model", required=True, help="chord model folder")
+    e.add_argument("--data", required=True, help="dataset folder")
+    e.add_argument("--split", choices=["train", "val", "test"], default="test")
+    e.add_argument("--max-songs", type=int, default=None, help="first N songs of the split")
+    e.add_argument("--no-anchor", action="store_true", help="skip the madmom anchor row")
+    e.set_defaults(func=_cmd_eval)

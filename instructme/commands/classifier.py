@@ -1,0 +1,81 @@
+"""``instructme train classifier`` and ``instructme eval classifier`` (instrument/style judge)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from instructme.errors import InstructMEError
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from instructme.training.classifier import format_classifier_report, train_classifier
+
+    if args.steps is not None and args.steps < 1:
+        raise InstructMEError("--steps must be at least 1")
+    if not Path(args.data).is_dir():
+        raise InstructMEError(f"{args.data}: dataset folder not found")
+    try:
+        metrics = train_classifier(args.data, args.out, preset=args.preset, steps=args.steps,
+                                   resume=args.resume, seed=args.seed)
+    except ValueError as e:
+        raise InstructMEError(str(e)) from None
+    if metrics:
+        print("validation (held-out songs, random stem-subset mixes):")
+        print(format_classifier_report(metrics))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from instructme.checkpoint import load_model
+    from instructme.models.classifier import InstrumentClassifier
+    from instructme.training.classifier import (
+        evaluate_classifier,
+        format_classifier_report,
+        heldout_set,
+    )
+
+    if args.items < 1:
+        raise InstructMEError("--items must be at least 1")
+    if not 0.0 < args.threshold < 1.0:
+        raise InstructMEError("--threshold must be between 0 and 1")
+    model = load_model(InstrumentClassifier, args.model)
+    data = heldout_set(args.data, model.config, args.split, args.items, args.seconds,
+                       seed=args.seed)
+    metrics = evaluate_classifier(model, data, threshold=args.threshold)
+    print(f"instrument/style classifier on the {args.split} split of {args.data}: "
+          f"{args.items} random stem-subset mixes of {args.seconds:g} s, threshold "
+          f"{args.threshold:g}")
+    print(format_classifier_report(metrics))
+    if args.json:
+        from instructme.fileio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(metrics, indent=2))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
+                 eval_sub: argparse._SubParsersAction) -> None:
+    t = train_sub.add_parser("classifier",
+                             help="train the instrument-activity / style classifier")
+    t.add_argument("--data", required=True, help="dataset folder ('instructme data build')")
+    t.add_argument("--out", required=True, help="model folder to write")
+    t.add_argument("--preset", choices=["tiny", "small", "large"], default="small")
+    t.add_argument("--steps", type=int, default=None, help="override the preset's steps")
+    t.add_argument("--resume", action="store_true", help="continue a run in --out")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_cmd_train)
+
+    e = eval_sub.add_parser("classifier",
+                            help="per-class F1 of the classifier on held-out songs")
+    e.add_argument("--model", required=True, help="classifier model folder")
+    e.add_argument("--data", required=True, help="dataset folder")
+    e.add_argument("--split", choices=["train", "val", "test"], default="test")
+    e.add_argument("--items", type=int, default=1000, help="number of held-out mixes")
+    e.add_argument("--seconds", type=float, default=4.0, help="mix length")
+    e.add_argument("--threshold", type=float, default=0.5, help="presence threshold")
+    e.add_argument("--seed", type=int, default=1234)
+    e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.set_defaults(func=_cmd_eval)
