@@ -33,7 +33,7 @@ class DiscriminatorConfig(Config):
 
     stft_sizes: tuple[int, ...] = (256, 512, 1024)
     periods: tuple[int, ...] = ()
-    channels: int = 32
+    channels: int = 16
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": dict(stft_sizes=(128, 256), periods=(2, 3), channels=4),
@@ -50,11 +50,11 @@ class STFTDiscriminator(nn.Module):
         self.n_fft = n_fft
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         ch = channels
+        # Strided early (frequency, then time) so that the 2-D stack stays cheap on CPU.
         self.convs = nn.ModuleList([
-            weight_norm(nn.Conv2d(1, ch, (7, 5), padding=(3, 2))),
-            weight_norm(nn.Conv2d(ch, ch, (5, 3), stride=(1, 2), padding=(2, 1))),
-            weight_norm(nn.Conv2d(ch, ch, (5, 3), stride=(1, 2), padding=(2, 1))),
-            weight_norm(nn.Conv2d(ch, ch, (5, 3), stride=(1, 2), padding=(2, 1))),
+            weight_norm(nn.Conv2d(1, ch, (3, 9), stride=(1, 2), padding=(1, 4))),
+            weight_norm(nn.Conv2d(ch, ch, (3, 9), stride=(2, 2), padding=(1, 4))),
+            weight_norm(nn.Conv2d(ch, ch, (3, 9), stride=(2, 2), padding=(1, 4))),
             weight_norm(nn.Conv2d(ch, ch, (3, 3), padding=(1, 1))),
         ])
         self.out = weight_norm(nn.Conv2d(ch, 1, (3, 3), padding=(1, 1)))
