@@ -31,7 +31,7 @@ if [ "$stamp_want" != "$stamp_have" ]; then
   pipq() { .venv/bin/python -m pip install -q "$@" 2>&1 | grep -v '^WARNING: Location' || true; }
   pipq --upgrade pip
   pipq torch==2.13.0
-  pipq -e ".[dev]"
+  pipq -e ".[dev,eval]"
   .venv/bin/python -c "import torch, instructme" || { echo "[setup] install failed" >&2; exit 1; }
   echo "$stamp_want" > .venv/.setup-stamp
 fi

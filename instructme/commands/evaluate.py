@@ -1,0 +1,68 @@
+"""``instructme eval edits``: score a folder of edits (FAD, IA, CRA, PCH, IOI per task)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from instructme.errors import InstructMEError
+
+
+def _cmd_edits(args: argparse.Namespace) -> int:
+    from instructme.metrics.report import build_analyzers, evaluate_edits
+
+    if args.limit is not None and args.limit < 1:
+        raise InstructMEError("--limit must be at least 1")
+    if not 0.0 < args.threshold < 1.0:
+        raise InstructMEError("--threshold must be between 0 and 1")
+    if args.examples < 0:
+        raise InstructMEError("--examples must be >= 0")
+    if not Path(args.manifest).is_file():
+        raise InstructMEError(f"{args.manifest}: manifest not found")
+    if not Path(args.outputs).is_dir():
+        raise InstructMEError(f"{args.outputs}: outputs folder not found")
+    embeddings = None
+    if args.embeddings is not None:
+        embeddings = [e.strip() for e in args.embeddings.split(",") if e.strip()]
+        if not embeddings:
+            raise InstructMEError("--embeddings: give at least one name")
+    analyzers = build_analyzers(chord_model=args.chord_model, classifier_dir=args.classifier,
+                                embeddings=embeddings, threshold=args.threshold)
+    report = evaluate_edits(args.manifest, args.outputs, args.out, data_dir=args.data,
+                            analyzers=analyzers, seed=args.seed, limit=args.limit,
+                            n_examples=args.examples, progress=not args.quiet)
+    out = Path(args.out)
+    print((out / "report.md").read_text(), end="")
+    print(f"wrote {out / 'report.md'}, {out / 'report.json'} and "
+          f"{len(report['files']['plots'])} plots")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
+                 eval_sub: argparse._SubParsersAction) -> None:
+    e = eval_sub.add_parser(
+        "edits", help="score edited outputs against dataset targets (FAD, IA, CRA, PCH, IOI)",
+        description="Score OUTPUTS/<triplet id>.wav (one per manifest record) against the "
+                    "dataset's targets, with anchors (target itself, do-nothing source, random "
+                    "clip). Writes report.md, report.json, per_clip.jsonl and PNG plots.")
+    e.add_argument("--manifest", required=True, help="triplet manifest (JSONL)")
+    e.add_argument("--outputs", required=True, help="folder with one <id>.wav per record")
+    e.add_argument("--out", required=True, help="report folder")
+    e.add_argument("--data", default=None,
+                   help="dataset folder (default: the folder above the manifest's folder)")
+    e.add_argument("--chord-model", default=None,
+                   help="chord recognizer folder, 'madmom' (pretrained, eval extra) or 'none' "
+                        "(default: madmom when installed)")
+    e.add_argument("--classifier", default=None,
+                   help="instrument/style classifier folder (IA and the 'classifier' FAD "
+                        "embedding)")
+    e.add_argument("--embeddings", default=None,
+                   help="comma-separated FAD embeddings: logmel-stats, madmom-cnn-chord, "
+                        "classifier (default: all available)")
+    e.add_argument("--threshold", type=float, default=0.5,
+                   help="instrument presence threshold for IA")
+    e.add_argument("--limit", type=int, default=None, help="score a seeded sample of N records")
+    e.add_argument("--examples", type=int, default=4, help="spectrogram triples to plot")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_edits)
