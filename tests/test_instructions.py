@@ -9,10 +9,12 @@ import re
 import numpy as np
 import pytest
 
+from instructme.data import instructions
 from instructme.data.instructions import (
     INSTRUMENT_FORMS,
     KNOWN_STYLES,
     STYLE_SYNONYMS,
+    SUBSTYLES,
     TEMPLATES,
     canonical_args,
     make_instruction,
@@ -155,7 +157,7 @@ def test_generated_articles():
     ("jazz version please", ("remix", {"style": "jazz"})),
     ("remix to jazz", ("remix", {"style": "jazz"})),
     ("make it an EDM track", ("remix", {"style": "electronic"})),
-    ("give it a bossa nova feel", ("remix", {"style": "latin"})),
+    ("give it a salsa feel", ("remix", {"style": "latin"})),
     ("remix this in the style of classical music", ("remix", {"style": "orchestral"})),
     ("slow version", ("remix", {"style": "ballad"})),
     ("funk it up", ("remix", {"style": "funk"})),
@@ -240,10 +242,26 @@ def test_errors_are_one_line_and_helpful():
         parse_instruction(None)  # type: ignore[arg-type]
 
 
+def _round_trips(task: str, args: dict) -> bool:
+    return all(parse_instruction(t) == (task, args) for t in phrasings(task, args))
+
+
+def test_substyle_is_its_own_style_only_if_the_arranger_renders_it(monkeypatch):
+    assert resolve_style("bossa nova") == "latin"
+    monkeypatch.setattr(instructions, "known_styles", lambda: KNOWN_STYLES + ("bossa",))
+    assert resolve_style("bossa nova") == "bossa" and resolve_style("Bossa") == "bossa"
+    assert resolve_style("salsa") == "latin"
+    assert _round_trips("remix", {"style": "bossa"})
+    assert _round_trips("remix", {"style": "latin"})
+
+
 def test_arranger_styles_are_known():
     try:
         arranger = importlib.import_module("instructme.data.arranger")
     except ImportError:
         pytest.skip("instructme.data.arranger not available")
     styles = set(arranger.STYLES)
-    assert styles <= set(KNOWN_STYLES), styles - set(KNOWN_STYLES)
+    assert styles <= set(KNOWN_STYLES) | set(SUBSTYLES), styles - set(KNOWN_STYLES)
+    for style in styles:
+        assert resolve_style(style) == style
+        assert _round_trips("remix", {"style": style}), style

@@ -36,9 +36,11 @@ from instructme.errors import InstructionError
 
 TASKS: tuple[str, ...] = ("add", "remove", "extract", "replace", "remix", "multiround")
 
-#: Styles the procedural arranger renders (DESIGN "Data"); ``arranger.STYLES`` must be a subset.
+#: Styles the procedural arranger renders (DESIGN "Data"); ``arranger.STYLES`` must be a subset
+#: of these plus :data:`SUBSTYLES`.
 KNOWN_STYLES: tuple[str, ...] = (
-    "pop", "rock", "jazz", "funk", "ballad", "electronic", "latin", "orchestral",
+    "pop", "rock", "jazz", "funk", "ballad", "electronic", "latin", "orchestral", "country",
+    "reggae",
 )
 
 #: Style words (lower case) -> style.
@@ -58,7 +60,14 @@ STYLE_SYNONYMS: dict[str, str] = {
     "reggaeton": "latin", "tango": "latin",
     "orchestral": "orchestral", "classical": "orchestral", "symphonic": "orchestral",
     "orchestra": "orchestral", "symphony": "orchestral", "cinematic": "orchestral",
+    "country": "country", "country music": "country", "bluegrass": "country",
+    "western": "country", "country and western": "country",
+    "reggae": "reggae", "ska": "reggae", "dub": "reggae", "dancehall": "reggae",
 }
+
+#: Styles that are synonyms of a broader one unless the arranger renders them on their own
+#: (then their words resolve to them): style -> its words.
+SUBSTYLES: dict[str, tuple[str, ...]] = {"bossa": ("bossa", "bossa nova", "bossanova")}
 
 #: Surface forms used when generating: class -> [(text, kind)], kind: count | plural | mass.
 INSTRUMENT_FORMS: dict[str, list[tuple[str, str]]] = {
@@ -88,8 +97,11 @@ STYLE_FORMS: dict[str, tuple[list[str], list[str]]] = {
     "funk": (["funk", "a funk track"], ["funk", "funky"]),
     "ballad": (["a ballad", "a slow ballad"], ["ballad", "slow"]),
     "electronic": (["electronic music", "edm"], ["electronic", "edm"]),
-    "latin": (["latin music", "bossa nova"], ["latin", "bossa nova"]),
+    "latin": (["latin music", "salsa"], ["latin", "salsa"]),
     "orchestral": (["an orchestral piece", "classical music"], ["orchestral", "symphonic"]),
+    "country": (["country", "a country song"], ["country"]),
+    "reggae": (["reggae", "a reggae tune"], ["reggae"]),
+    "bossa": (["bossa nova"], ["bossa nova"]),
 }
 
 _IT_FORMS = ["this", "it", "the song", "this track"]
@@ -161,15 +173,20 @@ def known_styles() -> tuple[str, ...]:
 
 
 def resolve_style(name: str) -> str | None:
-    """Style name or synonym (any case) -> style, or ``None`` if unknown."""
+    """Style name or synonym (any case) -> style, or ``None`` if unknown.
+
+    A style the arranger renders wins over a synonym ("bossa" is latin unless the arranger
+    has a "bossa" style of its own).
+    """
     key = " ".join(name.lower().replace("-", " ").replace("_", " ").split())
-    if key in STYLE_SYNONYMS:
-        return STYLE_SYNONYMS[key]
     styles = known_styles()
     for s in styles:
         if key in (s, s.replace("_", " ")):
             return s
-    return None
+    for sub, words in SUBSTYLES.items():
+        if sub in styles and key in words:
+            return sub
+    return STYLE_SYNONYMS.get(key)
 
 
 def canonical_args(task: str, args: Mapping[str, Any]) -> dict[str, Any]:
