@@ -52,6 +52,9 @@ def test_surface_forms_resolve_to_their_class():
         for text, kind in forms:
             assert resolve_instrument(text) == cls, text
             assert kind in ("count", "plural", "mass")
+
+def test_style_synonyms(monkeypatch):
+    monkeypatch.setattr(instructions, "known_styles", lambda: KNOWN_STYLES)
     for syn, style in STYLE_SYNONYMS.items():
         assert style in KNOWN_STYLES and resolve_style(syn) == style
 
@@ -247,6 +250,7 @@ def _round_trips(task: str, args: dict) -> bool:
 
 
 def test_substyle_is_its_own_style_only_if_the_arranger_renders_it(monkeypatch):
+    monkeypatch.setattr(instructions, "known_styles", lambda: KNOWN_STYLES)
     assert resolve_style("bossa nova") == "latin"
     monkeypatch.setattr(instructions, "known_styles", lambda: KNOWN_STYLES + ("bossa",))
     assert resolve_style("bossa nova") == "bossa" and resolve_style("Bossa") == "bossa"
