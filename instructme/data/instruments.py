@@ -25,7 +25,7 @@ DISPLAY_NAMES: dict[str, str] = {
 SYNONYMS: dict[str, str] = {
     # piano
     "piano": "piano", "pianos": "piano", "keys": "piano", "keyboard": "piano",
-    "electric piano": "piano", "e-piano": "piano", "rhodes": "piano", "grand piano": "piano",
+    "electric piano": "piano", "e piano": "piano", "rhodes": "piano", "grand piano": "piano",
     "harpsichord": "piano", "clavinet": "piano",
     # mallets / chromatic percussion
     "mallets": "mallets", "mallet": "mallets", "vibraphone": "mallets", "vibes": "mallets",
