@@ -234,3 +234,31 @@ def test_cli_eval_edits(dataset, tmp_path, capsys):
                "--out", str(tmp_path / "cli2"), "--chord-model", "none", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: ") and "r1.wav" in err and "\n" not in err
+
+
+def test_cli_with_the_project_chord_recognizer_and_classifier(dataset, tmp_path, capsys):
+    """Untrained tiny models saved as model folders load and run through the whole report."""
+    from instructme.checkpoint import save_model
+    from instructme.models.chord import ChordConfig, ChordRecognizer
+    from instructme.models.classifier import ClassifierConfig, InstrumentClassifier
+
+    manifest, outputs, _ = dataset
+    torch.manual_seed(0)
+    save_model(ChordRecognizer(ChordConfig.preset("tiny")), tmp_path / "chord")
+    clf = InstrumentClassifier(ClassifierConfig.preset("tiny", styles=("pop", "rock")))
+    save_model(clf, tmp_path / "clf", extra={"train": {"crop_seconds": 1.0}})
+    rc = main(["eval", "edits", "--manifest", str(manifest), "--outputs", str(outputs),
+               "--out", str(tmp_path / "rep"), "--chord-model", str(tmp_path / "chord"),
+               "--classifier", str(tmp_path / "clf"), "--embeddings", "classifier",
+               "--quiet", "--examples", "0"])
+    assert rc == 0, capsys.readouterr().err
+    saved = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert "ChordRecognizer" in saved["chord_recognizer"]
+    assert "1 s windows" in saved["embeddings"][0]["description"]
+    allt = saved["tasks"]["all"]
+    assert allt["target"]["cra"] == pytest.approx(1.0)
+    assert allt["output"]["ia_n"] == 5  # the remix style "jazz" is unknown to this classifier
+    clips = [json.loads(line) for line in (tmp_path / "rep" / "per_clip.jsonl").open()]
+    remix = next(c for c in clips if c["task"] == "remix")
+    assert remix["output"]["ia"] is None and "jazz" in remix["output"]["ia_reason"]
+    assert allt["target"]["fad"]["classifier"] == pytest.approx(0.0, abs=1e-6)

@@ -99,8 +99,10 @@ def build_analyzers(chord_model: str | None = None, classifier_dir: str | None =
     if "cra" in an.na:
         an.na["cra_score"] = an.na["cra"]
 
+    crop_seconds = None
     if classifier_dir is not None:
         an.classifier = load_classifier(classifier_dir)
+        crop_seconds = _training_crop_seconds(classifier_dir)
         an.classifier_description = (f"{type(an.classifier).__name__} trained here "
                                      f"({classifier_dir})")
     else:
@@ -113,7 +115,7 @@ def build_analyzers(chord_model: str | None = None, classifier_dir: str | None =
         if name == "classifier":
             if an.classifier is None:
                 raise InstructMEError("embedding 'classifier' needs --classifier DIR")
-            an.embedders.append(classifier_embedding(an.classifier))
+            an.embedders.append(classifier_embedding(an.classifier, crop_seconds))
         elif name == "madmom-cnn-chord":
             from instructme.metrics.embeddings import MadmomChordEmbedding
 
@@ -140,11 +142,25 @@ def load_classifier(directory: str) -> Any:
     return model
 
 
+def _training_crop_seconds(directory: str) -> float | None:
+    """The crop length the classifier was trained on (``_extra.train.crop_seconds``), if saved."""
+    from instructme.checkpoint import read_config
+
+    value = (read_config(directory).get("_extra") or {}).get("train", {}).get("crop_seconds")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
 def analyze(x: np.ndarray, sr: int, an: Analyzers) -> ClipFeatures:
     """Measure one clip ``x: [N]`` with every available analyzer."""
     probs = None
     if an.classifier is not None:
-        probs = ia_mod.classifier_probs(an.classifier, x[None])[0]
+        csr = int(getattr(getattr(an.classifier, "config", None), "sample_rate", sr) or sr)
+        xc = x
+        if csr != sr:
+            from instructme.audio import resample
+
+            xc = resample(x, sr, csr)
+        probs = ia_mod.classifier_probs(an.classifier, xc[None])[0]
     return ClipFeatures(
         emb={e.name: e.embed(x, sr) for e in an.embedders},
         pch=pch_ioi.pitch_class_histogram(x, sr),
@@ -169,10 +185,14 @@ def clip_scores(rec: dict[str, Any], sys_feat: ClipFeatures, src: ClipFeatures,
             out["cra_score"] = _none_if_nan(
                 cra_mod.cra(sys_feat.chords, score_chords, span=(0.0, duration)))
     if sys_feat.probs is not None and src.probs is not None:
-        j = ia_mod.judge(rec["task"], rec.get("args") or {}, src.probs, sys_feat.probs,
-                         an.threshold, style_names, rec.get("rounds"))
-        out["ia"] = 1.0 if j.obeyed else 0.0
-        out["ia_reason"] = j.reason
+        try:
+            j = ia_mod.judge(rec["task"], rec.get("args") or {}, src.probs, sys_feat.probs,
+                             an.threshold, style_names, rec.get("rounds"))
+        except InstructMEError as e:  # e.g. a style the classifier does not know: n/a
+            out["ia_reason"] = f"not judged: {e}"
+        else:
+            out["ia"] = 1.0 if j.obeyed else 0.0
+            out["ia_reason"] = j.reason
     return out
 
 
