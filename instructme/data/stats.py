@@ -68,13 +68,22 @@ def dataset_stats(root: str | Path) -> dict[str, Any]:
     }
 
 
-def _table(title: str, rows: dict[str, float], unit: str, fmt: str = "{:.2f}") -> list[str]:
+def format_hours(hours: float) -> str:
+    """``1.25 h``, ``12.5 min`` or ``40 s``: readable at every dataset size."""
+    if hours >= 1.0:
+        return f"{hours:.2f} h"
+    if hours * 60 >= 1.0:
+        return f"{hours * 60:.1f} min"
+    return f"{hours * 3600:.0f} s"
+
+
+def _table(title: str, rows: dict[str, float], hours: bool = True) -> list[str]:
     if not rows:
         return []
     width = max(len(k) for k in rows)
     lines = [f"{title}:"]
     for k, v in sorted(rows.items(), key=lambda kv: (-kv[1], kv[0])):
-        lines.append(f"  {k:<{width}}  {fmt.format(v)} {unit}")
+        lines.append(f"  {k:<{width}}  {format_hours(v) if hours else f'{v:.0f}'}")
     return lines
 
 
@@ -82,17 +91,18 @@ def format_stats(s: dict[str, Any]) -> str:
     lines = [
         f"dataset: preset {s['preset']}, seed {s['seed']}, status {s['status']}",
         f"songs {s['songs']}, stems {s['stems']} (+{s['replace_variants']} replace variants), "
-        f"{s['source_hours']:.2f} h of distinct source material, {s['stem_hours']:.2f} stem-hours",
+        f"{format_hours(s['source_hours'])} of distinct source material, "
+        f"{format_hours(s['stem_hours'])} of stems",
     ]
     if s.get("build_wall_seconds"):
         lines.append(f"built in {s['build_wall_seconds']:.0f} s")
-    lines += _table("hours by split (songs)", s["hours_by_split"], "h")
-    lines += _table("hours by source", s["hours_by_source"], "h")
-    lines += _table("hours by style", s["hours_by_style"], "h")
-    lines += _table("stem-hours by instrument", s["stem_hours_by_instrument"], "h")
-    lines += _table("triplets by split", s["triplets_by_split"], "", "{:.0f}")
-    lines += _table("triplet hours by task", s["triplet_hours_by_task"], "h")
-    lines += _table("triplets by task", s["triplets_by_task"], "", "{:.0f}")
+    lines += _table("source material by split (songs never share a split)", s["hours_by_split"])
+    lines += _table("source material by origin", s["hours_by_source"])
+    lines += _table("source material by style", s["hours_by_style"])
+    lines += _table("stems by instrument", s["stem_hours_by_instrument"])
+    lines += _table("triplets by split", s["triplets_by_split"], hours=False)
+    lines += _table("triplets by task", s["triplets_by_task"], hours=False)
+    lines += _table("triplet audio by task", s["triplet_hours_by_task"])
     for task, rows in sorted(s["edited_hours_by_task_instrument"].items()):
-        lines += _table(f"{task}: hours by edited instrument", rows, "h")
+        lines += _table(f"{task}: triplet audio by edited instrument", rows)
     return "\n".join(lines)
