@@ -174,6 +174,8 @@ def test_report_files_and_anchor_values(dataset, tmp_path):
     md = (out / "report.md").read_text()
     assert "FAD logmel-stats" in md and "band-energy test classifier" in md
     assert md.count("\n| ") == 1 + 7 * 4  # header + 7 task groups x 4 systems
+    # 2 log-mel windows < 128 dimensions: flagged; 4 classifier windows >= 4 dimensions: not.
+    assert "| add | target | 1 | 0.000* | 0.000 |" in md
 
     allt = saved["tasks"]["all"]
     # The target anchor is perfect on every metric.

@@ -259,7 +259,9 @@ def evaluate_edits(manifest: str | Path, outputs: str | Path, out_dir: str | Pat
         "manifest": str(manifest), "outputs": str(outputs), "data": str(data_dir),
         "sample_rate": sr, "n_records": len(records), "seed": seed,
         "length_mismatch": length_mismatch, "threshold": an.threshold,
-        "embeddings": [{"name": e.name, "description": e.description} for e in an.embedders],
+        "embeddings": [{"name": e.name, "description": e.description,
+                        "dim": int(feats[records[0]["id"]]["target"].emb[e.name].shape[1])}
+                       for e in an.embedders],
         "chord_recognizer": an.chord_description, "classifier": an.classifier_description,
         "not_available": dict(an.na), "systems": SYSTEM_LABELS,
         "tasks": _aggregate(records, per_clip, feats, partner, an),
@@ -283,11 +285,13 @@ def _aggregate(records: list[dict], per_clip: list[dict], feats: dict, partner: 
                 entry[m] = float(np.mean(vals)) if vals else None
                 entry[f"{m}_n"] = len(vals)
             entry["fad"] = {}
+            entry["fad_windows"] = {}
             for e in an.embedders:
                 ref = np.concatenate([feats[records[i]["id"]]["target"].emb[e.name] for i in idx])
                 cand = np.concatenate([_system_feat(feats, records, partner, i, system).emb[e.name]
                                        for i in idx])
                 entry["fad"][e.name] = _safe_fad(cand, ref)
+                entry["fad_windows"][e.name] = int(min(cand.shape[0], ref.shape[0]))
             result[task][system] = entry
     return result
 

@@ -41,6 +41,7 @@ def write_report(out_dir: Path, report: dict[str, Any], per_clip: list[dict[str,
 def markdown(report: dict[str, Any]) -> str:
     """The per-task table (one row per task x system) with the models named above it."""
     emb_names = [e["name"] for e in report["embeddings"]]
+    dims = {e["name"]: e["dim"] for e in report["embeddings"]}
     lines = [
         "# Edit evaluation report", "",
         f"- manifest: `{report['manifest']}` ({report['n_records']} edits), outputs: "
@@ -60,7 +61,9 @@ def markdown(report: dict[str, Any]) -> str:
         "Systems: `output` = the model's edit; anchors: `target` = the target itself (perfect), "
         "`source` = the unedited source (do nothing), `random` = the target of another song's "
         "record. FAD compares each system's clips with all targets of the task (lower is "
-        "better); IA, CRA, PCH and IOI are means over clips (higher is better).", "",
+        "better); IA, CRA, PCH and IOI are means over clips (higher is better). FAD values "
+        "marked * rest on fewer embedding windows than the embedding has dimensions: "
+        "such covariances are rank-deficient and the value is noisy.", "",
     ]
     head = ["task", "system", "n"] + [f"FAD {n}" for n in emb_names] + [
         "IA", "CRA", "CRA (score)", "PCH", "IOI"]
@@ -70,7 +73,9 @@ def markdown(report: dict[str, Any]) -> str:
         for system in SYSTEM_ORDER:
             e = systems[system]
             cells = [task, system, str(e["n"])]
-            cells += [_fmt(e["fad"].get(n), 3) for n in emb_names]
+            cells += [_fmt(e["fad"].get(n), 3) + ("*" if e["fad"].get(n) is not None and
+                                                    e["fad_windows"][n] < dims[n] else "")
+                      for n in emb_names]
             cells += [_fmt(e[m]) for m in ("ia", "cra", "cra_score", "pch", "ioi")]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
