@@ -10,6 +10,7 @@ import pytest
 
 from instructme.data.corpus import (
     bar_progression,
+    beat_labels,
     chord_label,
     list_corpus_pieces,
     load_corpus_song,
@@ -18,7 +19,7 @@ from instructme.data.corpus import (
     variant_program,
 )
 from instructme.data.instruments import program_to_class
-from instructme.data.score import ChordSegment, Song
+from instructme.data.score import ChordSegment, Note, Part, Song
 from instructme.errors import InstructMEError
 
 CHORALE = "bach/bwv269"  # G major, 3/4, pickup bar, 4 voices, no tempo mark
@@ -110,6 +111,19 @@ def test_chord_label_templates():
     segs = merge_labels([0.0, 1.0, 2.0, 3.0], ["C:maj", "C:maj", "G:7", "C:maj"], 3.5)
     assert segs == [ChordSegment(0.0, 2.0, "C:maj"), ChordSegment(2.0, 3.0, "G:7"),
                     ChordSegment(3.0, 3.5, "C:maj")]
+
+
+def test_beat_labels_longest_slice():
+    up = Part("up", 0, "piano", "melody", [
+        Note(64, 0.0, 0.5), Note(64, 0.5, 1.0),  # re-attacked E: one slice C:maj for 1 s
+        Note(65, 1.0, 1.25), Note(67, 1.25, 2.0),  # F passing (0.25 s), then G (0.75 s)
+    ])
+    lo = Part("lo", 0, "piano", "bass", [Note(48, 0.0, 1.0), Note(43, 1.0, 2.0),
+                                         Note(50, 2.0, 2.5)])
+    mid = Part("mid", 0, "piano", "voice", [Note(55, 0.0, 1.0), Note(59, 1.0, 2.0)])
+    labels = beat_labels([up, lo, mid], [0.0, 1.0, 2.0, 3.0], 3.5)
+    # beat 2: {F,G,B} 0.25 s vs {G,B} 0.75 s -> G (bare third = major); then D alone; silence
+    assert labels == ["C:maj", "G:maj", "D:1", "N"]
 
 
 def test_seeded_ensembles_and_determinism():

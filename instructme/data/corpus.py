@@ -4,8 +4,9 @@ The music21 wheel ships real part-writing (Bach chorales, Palestrina masses, Mon
 madrigals, string quartets, ...). Each score part becomes one :class:`Part` (one stem) played by
 a per-song ensemble of General MIDI programs, so the data has real harmony and voice leading
 (DESIGN "Data"; InstructME, arXiv 2308.14360, Sec. 4.1 builds its triplets from multitrack
-music). Chord labels come from the score itself (``chordify``), so the chord recognizer and the
-chord-accuracy metric (paper Sec. 3.2 and 4.3) have exact ground truth.
+music). Chord labels come from the score itself, so the chord recognizer and the
+chord-accuracy metric (paper Sec. 3.2 and 4.3) have exact ground truth: per beat, the
+longest vertical slice of the score (what ``chordify`` computes), labelled by root + quality.
 
 Times are seconds. Repeats are not expanded. Tempo: the score's first metronome marks (tempo
 changes are followed), else a seeded tempo of 60-96 beats per minute.
@@ -370,39 +371,80 @@ def _beats(score, highest: float) -> tuple[list[float], list[float], bool, str, 
     return bar_q, beat_q, pickup, first_ts.ratioString, float(first_ts.beatDuration.quarterLength)
 
 
-def _beat_labels(score, beat_q: list[float], highest: float) -> list[str]:
-    """Label of the chordified slice overlapping each beat the longest (ties: earliest)."""
-    from music21 import chord
+def beat_labels(parts: list[Part], beats: list[float], end: float) -> list[str]:
+    """One chord label per beat (``beats``: ascending start times in seconds, last beat ends at
+    ``end``): the vertical slice that sounds longest within the beat, labelled by
+    :func:`chord_label` (ties: the earlier slice).
 
-    slices = []
-    for c in score.chordify().flatten().getElementsByClass(chord.Chord):
-        a, b = float(c.offset), float(c.offset) + float(c.quarterLength)
-        if b > a:
-            pitches = c.pitches
-            bass = min(pitches, key=lambda p: p.ps).pitchClass if pitches else None
-            slices.append((a, b, frozenset(p.pitchClass for p in pitches), bass))
+    Slices are what music21's ``chordify`` makes (a new slice at every note start or end,
+    holding every sounding pitch), computed from the notes directly: ~50x faster on long works,
+    and only the kept (truncated) part of the piece is sliced. Adjacent slices with the same
+    pitches (a re-attacked chord) count as one.
+    """
+    notes = [n for p in parts for n in p.notes if n.start < end]
+    bounds = sorted({0.0, end, *beats, *(n.start for n in notes),
+                     *(min(n.end, end) for n in notes)})
+    bounds = [t for t in bounds if 0.0 <= t <= end]
+    by_start = sorted(notes, key=lambda n: n.start)
+    by_end = sorted(notes, key=lambda n: n.end)
+    active: Counter[int] = Counter()
+    i_start = i_end = 0
+    slices = []  # (start, end, pitch classes, bass pitch class)
+    for t0, t1 in zip(bounds[:-1], bounds[1:]):
+        while i_end < len(by_end) and by_end[i_end].end <= t0 + 1e-9:
+            active[by_end[i_end].pitch] -= 1
+            i_end += 1
+        while i_start < len(by_start) and by_start[i_start].start <= t0 + 1e-9:
+            active[by_start[i_start].pitch] += 1
+            i_start += 1
+        pitches = [p for p, c in active.items() if c > 0]
+        pcs = frozenset(p % 12 for p in pitches)
+        slices.append((t0, t1, pcs, min(pitches) % 12 if pitches else None))
+    edges = [*beats, end]
     labels, j = [], 0
-    edges = [*beat_q, highest]
     for a, b in zip(edges[:-1], edges[1:]):
-        while j < len(slices) and slices[j][1] <= a:
+        while j < len(slices) and slices[j][1] <= a + 1e-9:
             j += 1
-        best, best_overlap, k = None, 1e-9, j
-        while k < len(slices) and slices[k][0] < b:
-            overlap = min(b, slices[k][1]) - max(a, slices[k][0])
-            if overlap > best_overlap + 1e-9:
-                best, best_overlap = slices[k], overlap
+        merged: list[list] = []  # [duration, pcs, bass] of runs of equal slices in the beat
+        k = j
+        while k < len(slices) and slices[k][0] < b - 1e-9:
+            t0, t1, pcs, bass = slices[k]
+            overlap = min(b, t1) - max(a, t0)
+            if merged and merged[-1][1] == pcs and merged[-1][2] == bass:
+                merged[-1][0] += overlap
+            else:
+                merged.append([overlap, pcs, bass])
             k += 1
-        labels.append("N" if best is None else chord_label(best[2], best[3]))
+        best = max(merged, key=lambda m: round(m[0], 9)) if merged else None
+        labels.append("N" if best is None else chord_label(best[1], best[2]))
     return labels
 
 
-def _key_label(score) -> str:
-    try:
-        k = score.analyze("key")
-    except Exception:  # no pitches or analysis failure
+@functools.lru_cache(maxsize=1)
+def _key_profiles() -> np.ndarray:
+    """Aarden-Essen key profiles (music21's default for ``analyze('key')``): ``[2, 12]``."""
+    from music21.analysis.discrete import AardenEssen
+
+    a = AardenEssen()
+    return np.array([a.getWeights("major"), a.getWeights("minor")], dtype=np.float64)
+
+
+def key_label(notes: list[Note]) -> str:
+    """Key as ``"G:maj"`` / ``"E:min"`` (``"N"`` without notes): the best Pearson correlation
+    of the duration-weighted pitch-class histogram with the 24 rotated Aarden-Essen profiles,
+    as music21's ``analyze('key')`` does, without building a stream (4x faster)."""
+    hist = np.zeros(12, dtype=np.float64)
+    for n in notes:
+        hist[n.pitch % 12] += n.end - n.start
+    if not hist.any():
         return "N"
-    mode = "min" if k.mode == "minor" else "maj"
-    return f"{k.tonic.name.replace('-', 'b')}:{mode}"
+    best = (-2.0, 0, 0)
+    for mode, profile in enumerate(_key_profiles()):
+        for tonic in range(12):
+            r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1]
+            if r > best[0] + 1e-12:
+                best = (float(r), tonic, mode)
+    return f"{_PC_NAMES[best[1]]}:{('maj', 'min')[best[2]]}"
 
 
 def load_corpus_song(path: str, seed: int, max_seconds: float | None = 120.0) -> Song:
@@ -412,7 +454,8 @@ def load_corpus_song(path: str, seed: int, max_seconds: float | None = 120.0) ->
     dropped); parts are ranked by mean pitch: the highest is ``"melody"``, the lowest ``"bass"``,
     the others ``"voice"``. Programs come from a seeded ensemble (a section such as a string
     quartet, or "mixed": one instrument class per part). Chords are per-beat labels of the
-    chordified score, merged; they cover ``[0, duration]`` (``"N"`` where nothing sounds).
+    score's vertical slices (:func:`beat_labels`), merged; they cover ``[0, duration]``
+    (``"N"`` where nothing sounds).
     ``max_seconds`` truncates at the last bar line before it (or exactly at it).
     """
     from music21 import tempo
@@ -484,18 +527,20 @@ def load_corpus_song(path: str, seed: int, max_seconds: float | None = 120.0) ->
         parts[i] = Part(name, program, program_to_class(program) or "other", role, kept)
     final = [p for p in parts if p is not None and p.notes]
 
-    beat_sec = [float(t) for t in to_sec(np.array(beat_q))]
-    labels = _beat_labels(score, beat_q, highest)
-    chords = merge_labels(beat_sec, labels, min(duration, float(to_sec(highest))))
+    music_end = min(duration, float(to_sec(highest)))
+    beat_sec = [t for t in (float(x) for x in to_sec(np.array(beat_q))) if t < music_end - 1e-9]
+    labels = beat_labels(final, beat_sec, music_end)
+    chords = merge_labels(beat_sec, labels, music_end)
     if not chords or chords[0].start > 0:
         chords.insert(0, ChordSegment(0.0, chords[0].start if chords else duration, "N"))
     if chords[-1].end < duration - 1e-9:
         chords.append(ChordSegment(chords[-1].end, duration, "N"))
 
     sid = song_id_for(path)
+    key = key_label([x for _, _, notes in raw_parts for x in notes])  # whole piece
     return Song(
         song_id=sid, source="corpus", group=sid, tempo=float(items[0][1]),
-        key=_key_label(score), duration=float(duration), parts=final, chords=chords,
+        key=key, duration=float(duration), parts=final, chords=chords,
         meta={"corpus_path": path, "ensemble": ensemble, "time_signature": ts_label,
               "tempo_source": tempo_source, "bar_times": bar_times, "pickup": pickup,
               "truncated": truncated, "dropped_parts": len(score.parts) - len(final)},
