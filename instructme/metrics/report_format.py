@@ -63,7 +63,9 @@ def markdown(report: dict[str, Any]) -> str:
         "record. FAD compares each system's clips with all targets of the task (lower is "
         "better); IA, CRA, PCH and IOI are means over clips (higher is better). FAD values "
         "marked * rest on fewer embedding windows than the embedding has dimensions: "
-        "such covariances are rank-deficient and the value is noisy.", "",
+        "such covariances are rank-deficient and the value is noisy. The random anchor is "
+        "drawn from the same pool of targets, so its FAD over `all` tends to 0 as clips grow: "
+        "FAD compares distributions, not clips; the per-clip metrics catch the mismatch.", "",
     ]
     head = ["task", "system", "n"] + [f"FAD {n}" for n in emb_names] + [
         "IA", "CRA", "CRA (score)", "PCH", "IOI"]
