@@ -1,0 +1,273 @@
+"""Editor training: latent cache, learning on a tiny synthetic task, resume, 2-process DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from instructme.checkpoint import load_model
+from instructme.errors import CheckpointError, ManifestError
+from instructme.models.text import TextEncoderConfig, build_text_encoder
+from instructme.models.unet import EditorUNet
+from instructme.training.editor import train_editor
+from instructme.training.editor_cache import LatentCache, build_editor_cache, expand_records
+
+SR, HOP, C, CHORD_HOP, K = 16_000, 256, 8, 1600, 25
+STEMS = {"piano": 440.0, "bass": 110.0, "strings": 660.0}
+
+
+def make_dataset(root: Path, n_songs: int = 6) -> Path:
+    """Songs of three sine 'instruments'; add/remove/extract triplets and a 2-round chain."""
+    rng = np.random.default_rng(0)
+    (root / "manifests").mkdir(parents=True)
+    (root / "build.json").write_text(json.dumps({"preset": "test", "seed": 0,
+                                                 "sample_rate": SR, "config": {}}))
+    t = np.arange(int(2.0 * SR)) / SR
+    splits: dict[str, list[dict]] = {"train": [], "val": []}
+    for s in range(n_songs):
+        sid = f"song{s}"
+        d = root / "songs" / sid
+        d.mkdir(parents=True)
+        paths = {}
+        for name, f0 in STEMS.items():
+            f = f0 * 2 ** (rng.integers(-3, 4) / 12)
+            env = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t) ** 2
+            sf.write(d / f"{name}.flac", (0.3 * env * np.sin(2 * np.pi * f * t)).astype(np.float32),
+                     SR)
+            paths[name] = f"songs/{sid}/{name}.flac"
+        (d / "song.json").write_text(json.dumps({"song_id": sid, "chords": []}))
+        split = "val" if s == n_songs - 1 else "train"
+        every = sorted(paths.values())
+        for w, start in enumerate((0.0, 0.5)):
+            for task, inst in (("add", "piano"), ("remove", "strings"), ("extract", "bass")):
+                if task == "add":
+                    src, tgt = [p for p in every if inst not in p], every
+                elif task == "remove":
+                    src, tgt = every, [p for p in every if inst not in p]
+                else:
+                    src, tgt = every, [paths[inst]]
+                splits[split].append({"id": f"{sid}-{task}-{w}", "split": split, "task": task,
+                                      "instruction": f"{task} the {inst}", "args": {},
+                                      "song": sid, "start": start, "duration": 1.0,
+                                      "source": src, "target": tgt, "edited": [paths[inst]]})
+        r1 = [paths["bass"], paths["strings"]]
+        splits[split].append({"id": f"{sid}-multi", "split": split, "task": "multiround",
+                              "instruction": "remove the piano then remove the strings",
+                              "args": {}, "song": sid, "start": 0.25, "duration": 1.0,
+                              "source": every, "target": [paths["bass"]], "edited": [],
+                              "rounds": [{"task": "remove", "instruction": "remove the piano",
+                                          "args": {}, "target": r1},
+                                         {"task": "remove", "instruction": "remove the strings",
+                                          "args": {}, "target": [paths["bass"]]}]})
+    for split, recs in splits.items():
+        (root / "manifests" / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in recs))
+    return root
+
+
+class FakeVAE:
+    """A fixed spectral 'VAE' encoder: log energy of C frequency bands per hop-length frame
+    (bands of 125 Hz, so each sine instrument lives in its own channels), standardised."""
+
+    def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.pad(x, (0, (-x.shape[-1]) % HOP))
+        spec = torch.stft(x, HOP, HOP, window=torch.hann_window(HOP), center=False,
+                          return_complex=True).abs().square()  # [B, 129, T]
+        bands = spec[:, : 2 * C].reshape(x.shape[0], C, 2, -1).sum(2)
+        return (torch.log10(bands + 1e-2) - 0.5) / 1.5
+
+
+def fake_chords(x: torch.Tensor) -> torch.Tensor:
+    w = torch.randn(K, 1, CHORD_HOP, generator=torch.Generator().manual_seed(1))
+    x = torch.nn.functional.pad(x, (CHORD_HOP // 2, CHORD_HOP // 2))
+    return torch.nn.functional.conv1d(x[:, None], w, stride=CHORD_HOP).transpose(1, 2).softmax(-1)
+
+
+META = {"sample_rate": SR, "latent_channels": C, "latent_rate": SR / HOP, "chord_rate": 10.0,
+        "chord_classes": K, "vae": {"name": "fake"}, "text": {"kind": "hash"}, "text_dim": 64}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("editor")
+    data = make_dataset(root / "data")
+    enc = build_text_encoder(TextEncoderConfig(kind="hash", dim=64))
+    return build_editor_cache(data, root / "cache", FakeVAE().encode_latents, enc, fake_chords,
+                              meta=META, batch_size=5)
+
+
+def test_multiround_rounds_become_items():
+    rec = {"id": "m", "task": "multiround", "instruction": "a then b", "song": "s",
+           "start": 0, "duration": 1, "source": ["x", "y", "z"], "target": ["z"],
+           "rounds": [{"task": "remove", "instruction": "a", "target": ["y", "z"]},
+                      {"task": "remove", "instruction": "b", "target": ["z"]}]}
+    items = expand_records([rec])
+    assert [(i["source"], i["target"], i["instruction"]) for i in items] == [
+        (["x", "y", "z"], ["y", "z"], "a"), (["y", "z"], ["z"], "b")]
+
+
+def test_cache_contents_match_direct_encoding(cache):
+    from instructme.data.dataset import load_window
+
+    tr = LatentCache(cache, "train")
+    assert len(tr) == 5 * (6 + 2) and tr.num_frames == 63
+    assert tr.chords is not None and tr.chords.shape == (len(tr), 11, K)
+    i = next(k for k, it in enumerate(tr.items) if it["id"] == "song2-remove-1")
+    rec = next(json.loads(x) for x in (cache.parent / "data/manifests/train.jsonl").open()
+               if json.loads(x)["id"] == "song2-remove-1")
+    src = load_window(cache.parent / "data", rec["source"], rec["start"], 1.0)
+    tgt = load_window(cache.parent / "data", rec["target"], rec["start"], 1.0)
+    z = FakeVAE().encode_latents(torch.from_numpy(np.stack([src, tgt])))
+    np.testing.assert_allclose(tr.z_src[i], z[0].numpy(), atol=2e-3, rtol=1e-2)
+    np.testing.assert_allclose(tr.z_tgt[i], z[1].numpy(), atol=2e-3, rtol=1e-2)
+    b = tr.batch([i, 0], crop_frames=32, rng=np.random.default_rng(0))
+    assert b["z_src"].shape == (2, C, 32) and b["chords"].shape == (2, 7, K)
+    assert b["text"].shape[0] == 2 and b["text_mask"][0].sum() == 3  # "remove the strings"
+    val = LatentCache(cache, "val")
+    assert len(val) == 8 and {it["song"] for it in val.items} == {"song5"}
+
+
+def test_cache_is_reused_and_refuses_other_models(cache):
+    enc = build_text_encoder(TextEncoderConfig(kind="hash", dim=64))
+    data = cache.parent / "data"
+    stamp = (cache / "train" / "z_src.npy").stat().st_mtime_ns
+    build_editor_cache(data, cache, FakeVAE().encode_latents, enc, fake_chords, meta=META)
+    assert (cache / "train" / "z_src.npy").stat().st_mtime_ns == stamp
+    with pytest.raises(ManifestError, match="different settings"):
+        build_editor_cache(data, cache, FakeVAE().encode_latents, enc, fake_chords,
+                           meta={**META, "vae": {"name": "other"}})
+
+
+def test_cache_build_resumes(tmp_path, cache):
+    data = cache.parent / "data"
+    enc = build_text_encoder(TextEncoderConfig(kind="hash", dim=64))
+    calls = []
+
+    def flaky(x):
+        calls.append(x.shape[0])
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return FakeVAE().encode_latents(x)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_editor_cache(data, tmp_path / "c", flaky, enc, fake_chords, meta=META,
+                           splits=("train",), batch_size=8)
+    assert json.loads((tmp_path / "c/train/progress.json").read_text())["done"] == 8
+    calls.clear()
+    build_editor_cache(data, tmp_path / "c", lambda x: calls.append(1) or
+                       FakeVAE().encode_latents(x), enc, fake_chords, meta=META,
+                       splits=("train",), batch_size=8)
+    assert len(calls) == 1 + 2 * 4  # probe + remaining 32 items in batches of 8, src and tgt
+    np.testing.assert_array_equal(np.load(tmp_path / "c/train/z_tgt.npy"),
+                                  np.load(cache / "train/z_tgt.npy"))
+
+
+def _instruction_losses(model: EditorUNet, cache: LatentCache, t: int) -> dict[str, float]:
+    """Diffusion loss at timestep ``t`` (fixed noise) with each item's own instruction, with
+    the next item's (another task), and with none."""
+    from instructme.diffusion import Diffusion
+
+    diff = Diffusion.from_config(model.config)
+    b = cache.batch(list(range(len(cache))))
+    n = len(cache)
+    other = torch.tensor([(i + 1) % n for i in range(n)])
+    out = {}
+    for name, text, mask in (("own", b["text"], b["text_mask"]),
+                             ("other", b["text"][other], b["text_mask"][other]),
+                             ("none", None, None)):
+        def fn(z, tt, text=text, mask=mask):
+            return model(z, tt, b["z_src"], text, mask, b["chords"])
+
+        with torch.no_grad():
+            out[name] = float(diff.training_loss(fn, b["z_tgt"], torch.Generator().manual_seed(0),
+                                                 t=torch.full((n,), t)))
+    return out
+
+
+def test_training_learns_and_uses_the_instruction(tmp_path, cache):
+    out = tmp_path / "run"
+    res = train_editor(cache, out, preset="tiny", steps=300, batch_size=8, crop_seconds=0.256,
+                       log_every=50, save_every=300, val_every=150, quiet=True)
+    logs = [json.loads(x) for x in (out / "logs.jsonl").read_text().splitlines()]
+    train_losses = [r["loss"] for r in logs if "loss" in r]
+    vals = [r["val_loss"] for r in logs if "val_loss" in r]
+    assert len(train_losses) == 6 and len(vals) == 3  # steps 0, 150, 300
+    assert train_losses[-1] < 0.75 * train_losses[0], train_losses
+    assert vals[-1] < 0.6 * vals[0], vals
+    model = load_model(EditorUNet, out).eval()  # EMA weights
+    assert model.config.latent_channels == C and model.config.chord_rate == 10.0
+    assert res["step"] == 300 and (out / "state" / "trainer.json").is_file()
+    losses = _instruction_losses(model, LatentCache(cache, "val"), t=800)  # unseen song
+    assert losses["own"] < 0.8 * losses["other"], losses
+    assert losses["own"] < losses["none"], losses
+
+
+def _short_run(cache, out, steps, batch_size=4, **kw):
+    return train_editor(cache, out, preset="tiny", steps=steps, batch_size=batch_size,
+                        log_every=2, save_every=2, val_every=1000, quiet=True, **kw)
+
+
+def test_resume_continues_exactly(tmp_path, cache):
+    full = _short_run(cache, tmp_path / "a", 6)
+    _short_run(cache, tmp_path / "b", 4)
+    with pytest.raises(CheckpointError, match="resume"):
+        _short_run(cache, tmp_path / "b", 6)
+    resumed = _short_run(cache, tmp_path / "b", 6, resume=True)
+    assert resumed["step"] == 6
+    assert resumed["weights_sha256"] == full["weights_sha256"]
+    a = (tmp_path / "a" / "model.safetensors").read_bytes()
+    assert a == (tmp_path / "b" / "model.safetensors").read_bytes()
+    logs = [json.loads(x)["step"] for x in (tmp_path / "b/logs.jsonl").read_text().splitlines()]
+    assert logs == [2, 4, 6]
+
+
+def test_gradient_accumulation_and_variants(tmp_path, cache):
+    res = _short_run(cache, tmp_path / "acc", 2, grad_accum=2)
+    assert res["step"] == 2
+    for variant in ("no-chord", "audit"):
+        _short_run(cache, tmp_path / variant, 2, variant=variant)
+        assert not load_model(EditorUNet, tmp_path / variant).config.chord_conditioning
+
+
+def test_no_chords_in_cache_needs_no_chord_variant(tmp_path, cache):
+    enc = build_text_encoder(TextEncoderConfig(kind="hash", dim=64))
+    c2 = build_editor_cache(cache.parent / "data", tmp_path / "c", FakeVAE().encode_latents, enc,
+                            None, meta={k: v for k, v in META.items()
+                                        if not k.startswith("chord")}, splits=("train",))
+    with pytest.raises(ManifestError, match="no-chord"):
+        _short_run(c2, tmp_path / "r", 2)
+    _short_run(c2, tmp_path / "r2", 2, variant="no-chord")
+
+
+def _ddp_worker(rank: int, world: int, port: int, cache: str, out: str, result: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    res = train_editor(cache, out, preset="tiny", steps=4, batch_size=2, log_every=2,
+                       save_every=4, val_every=1000, quiet=True, cpu=True)
+    Path(result, f"rank{rank}.json").write_text(json.dumps(res))
+
+
+def test_two_process_training_keeps_ranks_identical(tmp_path, cache):
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(2, port, str(cache), str(tmp_path / "run"),
+                                          str(tmp_path)), nprocs=2, start_method="spawn")
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["step"] == r1["step"] == 4
+    assert r0["weights_sha256"] == r1["weights_sha256"]
+    assert load_model(EditorUNet, tmp_path / "run").config.latent_channels == C
+    # The ranks trained on different batches: a single process with the same seed differs.
+    single = _short_run(cache, tmp_path / "single", 4, batch_size=2)
+    assert single["weights_sha256"] != r0["weights_sha256"]
