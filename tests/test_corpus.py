@@ -8,13 +8,11 @@ import mir_eval
 import numpy as np
 import pytest
 
+from instructme.data.chord_labels import beat_labels, chord_label, key_label, merge_labels
 from instructme.data.corpus import (
     bar_progression,
-    beat_labels,
-    chord_label,
     list_corpus_pieces,
     load_corpus_song,
-    merge_labels,
     song_id_for,
     variant_program,
 )
@@ -124,6 +122,23 @@ def test_beat_labels_longest_slice():
     labels = beat_labels([up, lo, mid], [0.0, 1.0, 2.0, 3.0], 3.5)
     # beat 2: {F,G,B} 0.25 s vs {G,B} 0.75 s -> G (bare third = major); then D alone; silence
     assert labels == ["C:maj", "G:maj", "D:1", "N"]
+
+
+def test_key_label():
+    def notes(pitches, lengths):
+        t, out = 0.0, []
+        for p, d in zip(pitches, lengths):
+            out.append(Note(p, t, t + d))
+            t += d
+        return out
+
+    c_major = notes([60, 62, 64, 65, 67, 69, 71, 72, 67, 60], [2, 1, 2, 1, 2, 1, 1, 2, 2, 3])
+    assert key_label(c_major) == "C:maj"
+    a_minor = notes([57, 59, 60, 62, 64, 65, 68, 69, 64, 57], [3, 1, 2, 1, 2, 1, 1, 2, 2, 3])
+    assert key_label(a_minor) == "A:min"
+    assert key_label([Note(p + 6, n.start, n.end) for p, n in
+                      zip([x.pitch for x in c_major], c_major)]) == "F#:maj"
+    assert key_label([]) == "N"
 
 
 def test_seeded_ensembles_and_determinism():
