@@ -133,8 +133,12 @@ class _Stop:
 
 def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
               steps: int | None = None, resume: bool = False, quiet: bool = False,
-              **overrides: Any) -> dict[str, Any]:
-    """Train (or resume) a VAE on ``data_dir``; returns the last logged record."""
+              model_overrides: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Train (or resume) a VAE on ``data_dir``; returns the last logged record.
+
+    ``overrides`` change :class:`VAETrainConfig` fields, ``model_overrides`` :class:`VAEConfig`
+    fields of the preset (new runs only; a resumed run keeps its saved configs).
+    """
     from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
 
@@ -153,7 +157,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
         disc_cfg = DiscriminatorConfig.from_json_file(state_dir / "disc_config.json")
     else:
         cfg = VAETrainConfig.preset(preset, **overrides)
-        vae_cfg = VAEConfig.preset(preset)
+        vae_cfg = VAEConfig.preset(preset, **(model_overrides or {}))
         disc_cfg = DiscriminatorConfig.preset(preset)
     if steps is not None:
         cfg.steps = steps
