@@ -271,3 +271,31 @@ def test_two_process_training_keeps_ranks_identical(tmp_path, cache):
     # The ranks trained on different batches: a single process with the same seed differs.
     single = _short_run(cache, tmp_path / "single", 4, batch_size=2)
     assert single["weights_sha256"] != r0["weights_sha256"]
+
+
+def test_cli_train_editor_with_real_tiny_models(tmp_path, cache, capsys):
+    from instructme.checkpoint import save_model
+    from instructme.cli import main
+    from instructme.models.chord import ChordConfig, ChordRecognizer
+    from instructme.models.vae import AudioVAE, VAEConfig
+
+    torch.manual_seed(0)
+    save_model(AudioVAE(VAEConfig.preset("tiny")), tmp_path / "vae")
+    save_model(ChordRecognizer(ChordConfig.preset("tiny")), tmp_path / "chord")
+    data = cache.parent / "data"
+    args = ["train", "editor", "--data", str(data), "--vae", str(tmp_path / "vae"), "--chord",
+            str(tmp_path / "chord"), "--out", str(tmp_path / "ed"), "--preset", "tiny",
+            "--steps", "2", "--batch-size", "2", "--quiet"]
+    assert main(args) == 0
+    model = load_model(EditorUNet, tmp_path / "ed")
+    assert model.config.latent_rate == 62.5 and model.config.text_encoder == "hash"
+    caches = list((data / "editor_cache").iterdir())
+    assert len(caches) == 1 and LatentCache(caches[0]).meta["chord"]["sha256"]
+    assert main(args[:-5] + ["--steps", "3", "--resume", "--quiet"]) == 0
+    assert json.loads((tmp_path / "ed/state/trainer.json").read_text())["step"] == 3
+    capsys.readouterr()
+    assert main(args) == 2  # a run is already there and --resume was not given
+    assert main(["train", "editor", "--data", str(tmp_path / "nope"), "--out", "x"]) == 2
+    assert main(["train", "editor", "--data", str(data), "--out", str(tmp_path / "e2")]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "not found" in err and "--vae is required" in err

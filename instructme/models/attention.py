@@ -216,10 +216,13 @@ class LocalCrossAttention(nn.Module):
         k, v = torch.cat([k, nk], 2), torch.cat([v, nv], 2)
         m = torch.cat([m, torch.ones(b, t, 1, dtype=torch.bool, device=x.device)], 2)
         h, d = self.heads, dim // self.heads
-        q = self.q(x).reshape(b * t, 1, h, d).transpose(1, 2)  # [B*T, H, 1, d]
-        k, v = (y.reshape(b * t, span + 1, h, d).transpose(1, 2) for y in (k, v))
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=m.reshape(b * t, 1, 1, span + 1))
-        return self.out(o.transpose(1, 2).reshape(b, t, dim))
+        # One query against span + 1 keys per frame: plain einsums beat B*T tiny SDPA calls.
+        q = self.q(x).view(b, t, h, d)
+        k, v = (y.reshape(b, t, span + 1, h, d) for y in (k, v))
+        scores = torch.einsum("bthd,btshd->bths", q, k) / math.sqrt(d)
+        scores = scores.masked_fill(~m[:, :, None, :], float("-inf"))
+        o = torch.einsum("bths,btshd->bthd", scores.softmax(-1), v)
+        return self.out(o.reshape(b, t, dim))
 
 
 class FeedForward(nn.Module):
