@@ -111,6 +111,19 @@ def test_chord_label_templates():
                     ChordSegment(3.0, 3.5, "C:maj")]
 
 
+def test_transposing_part_sounds_at_concert_pitch(tmp_path):
+    from music21 import instrument, note, stream
+
+    cl = stream.Part([instrument.Clarinet(), note.Note("D5", quarterLength=4)])
+    cl.atSoundingPitch = False  # written pitch: a Bb clarinet's D5 sounds C5
+    bass = stream.Part([instrument.Violoncello(), note.Note("C3", quarterLength=4)])
+    score = stream.Score([cl, bass])
+    score.write("musicxml", str(tmp_path / "cl.musicxml"))
+    s = load_corpus_song(str(tmp_path / "cl.musicxml"), seed=0)
+    assert [p.notes[0].pitch for p in s.parts] == [72, 48]
+    assert s.chords[0].label == "C:1"
+
+
 def test_beat_labels_longest_slice():
     up = Part("up", 0, "piano", "melody", [
         Note(64, 0.0, 0.5), Note(64, 0.5, 1.0),  # re-attacked E: one slice C:maj for 1 s

@@ -251,6 +251,8 @@ def _parse(path: str):
         score = scores[0]
     if not isinstance(score, stream.Score) or not score.parts:
         raise InstructMEError(f"corpus piece {path!r} has no parts")
+    if any(p.atSoundingPitch is False for p in score.parts):  # e.g. a Bb clarinet part
+        score.toSoundingPitch(inPlace=True)
     return score
 
 
