@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -237,10 +238,12 @@ def _parse(path: str):
     from music21 import converter, corpus, stream
 
     try:
-        if Path(path).is_file():
-            score = converter.parse(path, forceSource=True, storePickle=False)
-        else:
-            score = corpus.parse(path, forceSource=True)
+        with warnings.catch_warnings():  # music21 warns about overfull measures etc.
+            warnings.simplefilter("ignore")
+            if Path(path).is_file():
+                score = converter.parse(path, forceSource=True, storePickle=False)
+            else:
+                score = corpus.parse(path, forceSource=True)
     except Exception as e:  # music21 raises many kinds (CorpusException, parse errors, ...)
         msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise InstructMEError(f"corpus piece {path!r} could not be parsed ({msg})") from None
