@@ -124,6 +124,23 @@ def test_transposing_part_sounds_at_concert_pitch(tmp_path):
     assert s.chords[0].label == "C:1"
 
 
+def test_part_entering_after_the_cut_is_dropped(tmp_path):
+    from music21 import note, stream, tempo
+
+    late = stream.Part([tempo.MetronomeMark(number=60), note.Rest(quarterLength=8),
+                        note.Note("C6", quarterLength=4)])
+    mid = stream.Part([note.Note("E4", quarterLength=12)])
+    low = stream.Part([note.Note("C3", quarterLength=12)])
+    stream.Score([late, mid, low]).write("musicxml", str(tmp_path / "late.musicxml"))
+    full = load_corpus_song(str(tmp_path / "late.musicxml"), seed=0, max_seconds=None)
+    assert [p.role for p in full.parts] == ["melody", "voice", "bass"]
+    cut = load_corpus_song(str(tmp_path / "late.musicxml"), seed=0, max_seconds=6.0)
+    assert cut.duration == pytest.approx(4.0)  # the last bar line (4/4 at 60 bpm) before 6 s
+    assert cut.meta["dropped_parts"] == 1 and cut.meta["truncated"]
+    assert [p.role for p in cut.parts] == ["melody", "bass"]
+    assert [p.notes[0].pitch for p in cut.parts] == [64, 48]
+
+
 def test_beat_labels_longest_slice():
     up = Part("up", 0, "piano", "melody", [
         Note(64, 0.0, 0.5), Note(64, 0.5, 1.0),  # re-attacked E: one slice C:maj for 1 s

@@ -379,29 +379,30 @@ def load_corpus_song(path: str, seed: int, max_seconds: float | None = 120.0) ->
         duration = cuts[-1] if cuts else float(max_seconds)
     bar_times = [t for t in bar_times if t < duration - 1e-6]
 
-    n = len(raw_parts)
-    order = sorted(range(n), key=lambda i: -np.mean([x.pitch for x in raw_parts[i][2]]))
+    clipped = []  # parts that still play before the cut
+    for idx, pname, notes in raw_parts:
+        kept = [Note(x.pitch, x.start, min(x.end, duration), x.velocity)
+                for x in notes if x.start < duration - 1e-6]
+        if kept:
+            clipped.append((idx, pname, kept))
+    n = len(clipped)
+    order = sorted(range(n), key=lambda i: -np.mean([x.pitch for x in clipped[i][2]]))
     ensemble, programs = _choose_ensemble(n, rng)
     parts: list[Part | None] = [None] * n
     used_names: set[str] = set()
     for rank, i in enumerate(order):
-        idx, pname, notes = raw_parts[i]
+        idx, pname, notes = clipped[i]
         role = "melody" if rank == 0 else "bass" if rank == n - 1 and n > 1 else "voice"
-        vel = _VELOCITY[role]
-        kept = []
         for x in notes:
-            if x.start >= duration - 1e-6:
-                continue
-            kept.append(Note(x.pitch, x.start, min(x.end, duration),
-                             int(np.clip(x.velocity - 80 + vel, 1, 127))))
+            x.velocity = int(np.clip(x.velocity - 80 + _VELOCITY[role], 1, 127))
         base = re.sub(r"[^a-z0-9]+", "_", pname.lower()).strip("_") or f"part{idx + 1}"
         name, k = base, 2
         while name in used_names:
             name, k = f"{base}_{k}", k + 1
         used_names.add(name)
         program = programs[rank]
-        parts[i] = Part(name, program, program_to_class(program) or "other", role, kept)
-    final = [p for p in parts if p is not None and p.notes]
+        parts[i] = Part(name, program, program_to_class(program) or "other", role, notes)
+    final = [p for p in parts if p is not None]
 
     music_end = min(duration, float(to_sec(highest)))
     beat_sec = [t for t in (float(x) for x in to_sec(np.array(beat_q))) if t < music_end - 1e-9]
