@@ -225,7 +225,7 @@ def test_resume_continues_exactly(tmp_path, cache):
     a = (tmp_path / "a" / "model.safetensors").read_bytes()
     assert a == (tmp_path / "b" / "model.safetensors").read_bytes()
     logs = [json.loads(x)["step"] for x in (tmp_path / "b/logs.jsonl").read_text().splitlines()]
-    assert logs == [2, 4, 6]
+    assert logs == [0, 2, 4, 6]  # untrained val baseline, then train logs (none repeated)
 
 
 def test_gradient_accumulation_and_variants(tmp_path, cache):

@@ -44,6 +44,38 @@ def test_shapes_every_variant(variant, t):
     assert model(z, ts, src, None, None).shape == z.shape
 
 
+FLAGS = ("multi_scale", "chord_conditioning", "chunked_attention", "concat_source", "inter_chunk")
+
+
+@pytest.mark.parametrize("bits", range(2 ** len(FLAGS)))
+def test_shapes_every_flag_combination(bits):
+    flags = {name: bool(bits >> i & 1) for i, name in enumerate(FLAGS)}
+    if not (flags["multi_scale"] or flags["concat_source"]):
+        with pytest.raises(ValueError, match="source"):
+            EditorConfig.preset("tiny", **flags)
+        return
+    cfg = EditorConfig.preset("tiny", **flags)
+    model = EditorUNet(cfg)
+    _perturb(model)
+    args = _inputs(cfg, t=45)
+    out = model(*args)
+    assert out.shape == args[0].shape and torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_text_encoder_config_matches_the_editor():
+    from instructme.models.text import build_text_encoder
+
+    cfg = EditorConfig.preset("tiny")
+    enc = build_text_encoder(cfg.text_encoder_config())
+    tokens, mask = enc.encode(["add a piano"])
+    assert tokens.shape[-1] == cfg.text_dim
+    model = EditorUNet(cfg)
+    z = torch.randn(1, cfg.latent_channels, 12)
+    assert model(z, torch.tensor([5]), z, tokens, mask).shape == z.shape
+
+
 def test_fresh_model_predicts_zero():
     cfg = EditorConfig.preset("tiny")
     out = EditorUNet(cfg)(*_inputs(cfg))

@@ -120,6 +120,13 @@ class EditorConfig(Config):
     def downsample_factor(self) -> int:
         return 2 ** (len(self.channel_mult) - 1)
 
+    def text_encoder_config(self) -> Any:
+        """The :class:`~instructme.models.text.TextEncoderConfig` this editor was trained with."""
+        from instructme.models.text import TextEncoderConfig
+
+        return TextEncoderConfig(kind=self.text_encoder, path=self.text_encoder_path,
+                                 dim=self.text_dim)
+
 
 def _groups(ch: int) -> int:
     return math.gcd(32, ch)
