@@ -34,8 +34,6 @@ from instructme.fileio import atomic_path, atomic_write_json, atomic_write_jsonl
 ACTIVITY_HZ = 10.0
 #: Fraction of arranger groups whose progression is taken from a corpus piece.
 CORPUS_PROGRESSION_FRACTION = 0.25
-#: Melodic GM programs a corpus part may be re-rendered with (for "replace").
-CORPUS_REPLACEMENTS = (0, 4, 11, 19, 24, 40, 42, 48, 52, 56, 60, 65, 68, 71, 73, 81, 89)
 
 
 def safe_name(text: str) -> str:
@@ -86,13 +84,16 @@ def _songs_for_job(job: dict[str, Any], cfg: DataConfig) -> list[Song]:
 
 def _replacement_program(song: Song, part: Part, rng: np.random.Generator) -> int | None:
     from instructme.data.arranger import replacement_programs
+    from instructme.data.corpus import variant_program
     from instructme.data.instruments import program_to_class
 
     present = {p.instrument for p in song.parts}
-    if song.source == "arranger":
-        options = replacement_programs(part, song.style or "pop", rng)
-    else:
-        options = list(CORPUS_REPLACEMENTS)
+    if song.source != "arranger":
+        try:
+            return variant_program(part, rng, exclude=present)
+        except InstructMEError:
+            return None
+    options = replacement_programs(part, song.style or "pop", rng)
     options = [p for p in options if program_to_class(p) not in present | {None}]
     return int(rng.choice(options)) if options else None
 

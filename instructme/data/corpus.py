@@ -50,8 +50,9 @@ SECTION_ENSEMBLES: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, 
     "piano_strings": ((0,), (48, 49), (43,)),
     "organ": ((19,), (19,), (19,)),
 }
-#: Probability of the "mixed" ensemble (every part a different instrument class).
-MIXED_PROBABILITY = 0.5
+#: Probability of the "mixed" ensemble (every part a different instrument class). Section
+#: ensembles (every part one class) give no add/remove/extract triplets, so they are rarer.
+MIXED_PROBABILITY = 0.75
 
 _VELOCITY = {"melody": 90, "bass": 84, "voice": 78}
 
