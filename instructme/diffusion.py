@@ -14,6 +14,7 @@ prediction with the instruction dropped (all text masked: the learned null token
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -121,7 +122,9 @@ class Diffusion:
             raise ValueError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
         if steps < 1:
             raise ValueError(f"sampling steps must be >= 1, got {steps}")
-        sched.set_timesteps(min(steps, self.num_train_timesteps))
+        with warnings.catch_warnings():  # diffusers' np.array(tensor) under NumPy 2
+            warnings.simplefilter("ignore", DeprecationWarning)
+            sched.set_timesteps(min(steps, self.num_train_timesteps))
         return sched
 
     @torch.no_grad()
