@@ -1,4 +1,5 @@
-"""Latent diffusion: training targets, samplers and classifier-free guidance (paper Sec. 3.1).
+"""Latent diffusion: training targets, samplers and classifier-free guidance (InstructME,
+arXiv 2308.14360, Method: latent diffusion).
 
 Noise schedules and solvers come from ``diffusers``: a ``DDPMScheduler`` defines the forward
 process used in training (``z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps``); sampling uses

@@ -1,4 +1,5 @@
-"""Chunk transformer and cross-attention (InstructME Sec. 3.4, "chunk transformer").
+"""Chunk transformer and cross-attention (InstructME, arXiv 2308.14360, Method:
+"Chunk Transformer").
 
 Self-attention over a long latent sequence ``x: [B, T, D]`` costs ``O(T^2)``; the paper
 splits the sequence into overlapping chunks, attends inside each chunk and fuses the chunk
@@ -241,7 +242,8 @@ class FeedForward(nn.Module):
 
 class TransformerBlock(nn.Module):
     """Pre-norm block on ``x: [B, T, D]``: chunked self-attention, text cross-attention,
-    optional local chord cross-attention (U-Net bottleneck, paper Sec. 3.3), feed-forward."""
+    optional local chord cross-attention (U-Net bottleneck, paper: "Chord Conditioning"),
+    feed-forward."""
 
     def __init__(self, dim: int, heads: int, text_dim: int, chunk_size: int = 64,
                  overlap: int = 16, mode: str = "chunked", inter_chunk: bool = True,

@@ -1,4 +1,5 @@
-"""Text encoders for instructions, behind one interface (InstructME Sec. 3.1, "text encoder").
+"""Text encoders for instructions, behind one interface (InstructME, arXiv 2308.14360,
+Method: the text encoder "T" of the conditioning).
 
 The paper encodes the instruction with a frozen T5 encoder and lets the U-Net cross-attend
 to its token states. Every encoder here implements

@@ -1,4 +1,5 @@
-"""The editing U-Net (InstructME Sec. 3: model, multi-scale aggregation, chord conditioning).
+"""The editing U-Net (InstructME, arXiv 2308.14360, Method: U-Net,
+multi-scale aggregation, chord conditioning).
 
 A 1-D U-Net over the latent time axis predicts noise (or velocity) for the target latent
 ``z_t`` given the source latent ``z_src``, the instruction tokens and the source's chord
@@ -12,12 +13,12 @@ probability matrix:
   :mod:`instructme.models.attention`) at the levels in ``attention_levels`` and at the
   bottleneck. Any ``T``: padded to a multiple of the total down-sampling (padded frames are
   hidden from attention) and cropped back.
-* **Multi-scale aggregation** (Sec. 3.2, ``multi_scale``): a convolutional encoder over
-  ``z_src`` yields one feature map per U-Net resolution, each added to the U-Net's encoder
-  features through a zero-initialised 1x1 projection (a fresh branch changes nothing).
+* **Multi-scale aggregation** (``multi_scale``): a convolutional encoder over ``z_src``
+  yields one feature map per U-Net resolution, each added to the U-Net's encoder features
+  through a zero-initialised 1x1 projection (a fresh branch changes nothing).
   ``concat_source`` keeps AUDIT's input concatenation ``[z_t; z_src]``.
-* **Chord conditioning** (Sec. 3.3, ``chord_conditioning``): the chord probability matrix
-  (``chord_rate`` frames/s) is resampled to the bottleneck frame times, embedded, and attended
+* **Chord conditioning** (``chord_conditioning``): the chord probability matrix (``chord_rate``
+  frames/s) is resampled to the bottleneck frame times, embedded, and attended
   to by local cross-attention at the bottleneck. All-zero chord rows mean "no chord
   information" (absent or dropped for guidance) and are masked; a learned null token remains.
 * Classifier-free guidance: a learned null text token is always prepended to the
@@ -37,7 +38,7 @@ from torch import nn
 from instructme.config import Config
 from instructme.models.attention import TransformerBlock
 
-#: Ablation variants (paper Sec. 4): overrides applied to any preset.
+#: Ablation variants (the paper's ablation study): overrides applied to any preset.
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
     "no-chord": dict(chord_conditioning=False),

@@ -1,4 +1,5 @@
-"""Training loop of the editor U-Net on cached latents (InstructME Sec. 3, 4.1).
+"""Training loop of the editor U-Net on cached latents (InstructME, arXiv 2308.14360:
+Method and training set-up).
 
 Reads a latent cache (:mod:`instructme.training.editor_cache`) and minimises the diffusion
 loss of :class:`~instructme.diffusion.Diffusion` for ``z_tgt`` given ``z_src``, the
