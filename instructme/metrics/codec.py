@@ -1,7 +1,7 @@
 """Codec fidelity metrics and the Opus reference codec.
 
 DESIGN "Fidelity budget" defines the yardstick the VAE (the latent space of InstructME,
-arXiv 2308.14360 Sec. 3.1) is held to: the **multi-scale log-mel distance** — for STFT sizes
+arXiv 2308.14360, VAE E/D) is held to: the **multi-scale log-mel distance** — for STFT sizes
 512, 1024 and 2048 (hop n/4, Hann window, centred frames), 80 mel bands (Slaney scale and
 area normalisation, librosa's default filters, 0 Hz to Nyquist) applied to the STFT
 *magnitude*, the L1 distance of ``log10(mel + 1e-5)`` averaged over bands and frames, then

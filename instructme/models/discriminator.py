@@ -1,11 +1,11 @@
 """Discriminators for adversarial training of the audio VAE (training only, never shipped).
 
-InstructME's autoencoder (arXiv 2308.14360, Sec. 3.1) follows latent-diffusion practice:
-reconstruction losses plus an adversarial loss with feature matching. Two families are here:
+InstructME's autoencoder (arXiv 2308.14360; VAE encoder E, decoder D) follows latent-diffusion
+practice: reconstruction losses plus an adversarial loss with feature matching. Two families:
 
-- :class:`MultiResolutionSTFTDiscriminator` (UnivNet / Vocos "MRD"): 2-D convs over STFT
-  magnitudes at several resolutions; cheap on CPU.
-- :class:`MultiPeriodDiscriminator` (HiFi-GAN "MPD"): 2-D convs over the waveform folded by a
+- :class:`STFTDiscriminator` per resolution (UnivNet / Vocos "MRD"): 2-D convs over
+  STFT log-magnitudes at several resolutions; cheap on CPU.
+- :class:`PeriodDiscriminator` per period (HiFi-GAN "MPD"): 2-D convs over the waveform folded by a
   period; sharper on periodic structure, costlier.
 
 Each sub-discriminator returns ``(logits, features)``; :class:`Discriminator` concatenates the

@@ -1,8 +1,8 @@
 """Audio VAE: mono waveform <-> latent sequence ``z: [B, C, T']`` (the editor's latent space).
 
-InstructME (arXiv 2308.14360, Sec. 3.1) edits music in the latent space of a pretrained audio
-autoencoder with a KL (diagonal Gaussian) bottleneck, as in latent diffusion. This module is
-that autoencoder, built for speed on CPU (see DESIGN "Decisions"):
+InstructME (arXiv 2308.14360; method overview: VAE encoder E, decoder D) edits music in the
+latent space of a pretrained audio autoencoder with a KL (diagonal Gaussian) bottleneck, as in
+latent diffusion. This module is that autoencoder, built for speed on CPU (see DESIGN "Decisions"):
 
 - **Encoder**: STFT log-magnitude frames (hop ``stft_hop``) -> ConvNeXt blocks at the STFT
   frame rate -> strided conv down to the latent rate (hop ``hop_length``) -> ConvNeXt blocks ->

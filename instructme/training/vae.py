@@ -1,4 +1,4 @@
-"""Training loop of the audio VAE (InstructME's latent space, arXiv 2308.14360 Sec. 3.1).
+"""Training loop of the audio VAE (InstructME's latent space, arXiv 2308.14360, VAE E/D).
 
 Losses: multi-scale log-mel L1 (DESIGN's fidelity metric plus a finer scale) and
 multi-resolution STFT (``auraloss``) reconstruction, a small KL term, and, after

@@ -1,6 +1,6 @@
 """Audio crops for VAE training and evaluation, read straight from a dataset folder.
 
-The VAE (InstructME's latent space, arXiv 2308.14360 Sec. 3.1) must represent both full mixes
+The VAE (InstructME's latent space, arXiv 2308.14360, VAE E/D) must represent both full mixes
 (the editor's sources and targets) and single stems (what "extract" produces), so training
 crops are drawn from both. A song's mix is the sum of its non-variant stems (exact by
 construction of ``instructme data build``). Splits follow the manifests: a song belongs to the

@@ -1,6 +1,6 @@
 """``instructme eval vae``: VAE round-trip fidelity against Opus at 6, 12 and 24 kbps.
 
-DESIGN "Fidelity budget": the latent space InstructME edits in (arXiv 2308.14360 Sec. 3.1)
+DESIGN "Fidelity budget": the latent space InstructME edits in (arXiv 2308.14360, VAE E/D)
 must be much better than Opus 12 kbps on the multi-scale log-mel distance (aim: Opus 24 kbps).
 This runs the VAE (latent means, one pass per clip) and Opus on the same clips — held-out test
 mixes and stems of a dataset folder, plus real recordings — and reports multi-scale mel
