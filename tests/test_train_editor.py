@@ -145,6 +145,22 @@ def test_cache_is_reused_and_refuses_other_models(cache):
                            meta={**META, "vae": {"name": "other"}})
 
 
+def test_empty_validation_manifest(tmp_path, cache):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(cache.parent / "data", data)
+    (data / "manifests" / "val.jsonl").write_text("")
+    enc = build_text_encoder(TextEncoderConfig(kind="hash", dim=64))
+    c = build_editor_cache(data, tmp_path / "c", FakeVAE().encode_latents, enc, fake_chords,
+                           meta=META)
+    assert json.loads((c / "cache.json").read_text())["splits"] == {"train": 40, "val": 0}
+    with pytest.raises(ManifestError, match="no 'val' items"):
+        LatentCache(c, "val")
+    res = _short_run(c, tmp_path / "run", 2)  # trains without validation
+    assert res["step"] == 2
+
+
 def test_cache_build_resumes(tmp_path, cache):
     data = cache.parent / "data"
     enc = build_text_encoder(TextEncoderConfig(kind="hash", dim=64))

@@ -18,7 +18,7 @@ def _cache_ready(cache: Path) -> bool:
     import json
 
     meta = cache / "cache.json"
-    return meta.is_file() and "train" in json.loads(meta.read_text()).get("splits", {})
+    return meta.is_file() and bool(json.loads(meta.read_text()).get("splits", {}).get("train"))
 
 
 def _build_cache(args: argparse.Namespace, state: Any) -> Path:
@@ -77,9 +77,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     state = PartialState(cpu=cpu)
     resuming = args.resume and (Path(args.out) / "state" / "trainer.json").is_file()
     cache = Path(args.cache) if resuming and args.cache else None
-    if not resuming:
-        cache = _build_cache(args, state)
     try:
+        if not resuming:
+            cache = _build_cache(args, state)
         last = train_editor(cache or "", args.out, preset=args.preset, variant=args.variant,
                             steps=args.steps, resume=args.resume, quiet=args.quiet, cpu=cpu,
                             batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,

@@ -115,8 +115,9 @@ def build_editor_cache(data_dir: str | Path, cache_dir: str | Path, encode_laten
 
     done_splits: dict[str, int] = {}
     for split, items in split_items.items():
-        _encode_split(cache / split, data_dir, items, text_index, encode_latents, chord_proba,
-                      meta, sr, batch_size, device, progress)
+        if items:  # an empty manifest is recorded as a done, empty split
+            _encode_split(cache / split, data_dir, items, text_index, encode_latents,
+                          chord_proba, meta, sr, batch_size, device, progress)
         done_splits[split] = len(items)
     atomic_write_json(cache / "cache.json", {**want, "splits": done_splits})
     return cache
@@ -218,8 +219,8 @@ class LatentCache:
     def __init__(self, cache_dir: str | Path, split: str = "train") -> None:
         self.root = Path(cache_dir)
         self.meta = read_cache_meta(self.root)
-        if split not in self.meta.get("splits", {}):
-            raise ManifestError(f"{self.root}: no completed {split!r} split in the cache")
+        if not self.meta.get("splits", {}).get(split):
+            raise ManifestError(f"{self.root}: no {split!r} items in the cache")
         d = self.root / split
         self.items = [json.loads(x) for x in (d / "items.jsonl").read_text().splitlines() if x]
         self.z_src = np.load(d / "z_src.npy", mmap_mode="r")
