@@ -176,7 +176,9 @@ def _load_hf(kind: str, path: str | Path) -> tuple[nn.Module, Any]:
 
     model_cls = T5EncoderModel if kind == "t5" else AutoModel
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLI's output
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = model_cls.from_pretrained(str(path), local_files_only=True)
@@ -187,6 +189,8 @@ def _load_hf(kind: str, path: str | Path) -> tuple[nn.Module, Any]:
         ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     return model, tokenizer
 
 
