@@ -158,3 +158,15 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().err.startswith("error: ")
     assert main(["eval", "vae", "--model", str(tmp_path / "none")]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+def test_real_recordings_are_cut_into_clips(tmp_path: Path) -> None:
+    from instructme.training.vae_eval import real_clips
+
+    t = np.arange(int(2.5 * 44_100)) / 44_100
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1) * 0.3
+    stereo[int(1.0 * 44_100):int(2.0 * 44_100)] = 0.0  # a silent second is skipped
+    sf.write(str(tmp_path / "rec.wav"), stereo, 44_100)
+    clips = real_clips([tmp_path / "rec.wav"], 1.0, SR, limit=5)
+    assert [name for name, _ in clips] == ["rec-0"]
+    assert clips[0][1].shape == (SR,)
