@@ -1,0 +1,498 @@
+"""EditPipeline: audio + instruction -> edited audio (InstructME, arXiv 2308.14360, Method:
+the whole editing model at inference; Experiments: multi-round editing).
+
+One edit, on a whole song in one pass (see :mod:`instructme.pipeline_audio` for how the
+user's audio is converted to and from the models' mono 16 kHz at the training level)::
+
+    x [N] --VAE encode_latents--> z_src [1, C, T]        (fp16-rounded, as in the latent cache)
+    x [N] --chord predict_proba--> P [1, T_c, K]         (if the editor is chord-conditioned)
+    instruction --text encoder--> tokens [1, L, D], mask [1, L]
+    noise [1, C, T] --sampler (DDIM / DPM-Solver++) with EditorDenoiser (CFG)--> z_tgt
+    z_tgt --VAE decode_latents--> y [N]
+
+The conditioning is prepared exactly as :mod:`instructme.training.editor_cache` prepares it
+for training: VAE posterior means (no sampling), chord probabilities of the source mix at the
+recognizer's frame rate aligned to time 0, the instruction's token states of the frozen
+encoder, each rounded through float16 as the cache stores them. Guidance drops the whole
+instruction (the U-Net's learned null token only), as in training.
+
+A pipeline folder holds ``vae/``, ``chord/`` (absent only for an editor without chord
+conditioning), ``editor/`` (model folders, :mod:`instructme.checkpoint`) and
+``pipeline.json`` (format version, sample rate, text encoder config, default steps,
+guidance and sampler).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from instructme.errors import CheckpointError, InstructionError, InstructMEError
+
+FORMAT = "instructme-pipeline"
+FORMAT_VERSION = 1
+PIPELINE_JSON = "pipeline.json"
+#: Sampler names accepted by :meth:`EditPipeline.__call__` -> :mod:`instructme.diffusion` names.
+SAMPLERS: dict[str, str] = {"dpm": "dpmsolver++", "dpmsolver++": "dpmsolver++",
+                            "ddim": "ddim", "ddpm": "ddpm"}
+MAX_STEPS = 1000
+DEFAULTS: dict[str, Any] = {"steps": 50, "guidance": 3.0, "sampler": "dpm"}
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class EditResult:
+    """One edit's output: ``audio`` in the input's rate, length, channels and layout.
+
+    ``task``/``args``: the parsed instruction (a chain is ``"multiround"`` with
+    ``args["rounds"]``). ``seconds``: wall time of the edit. ``timings``: seconds per stage.
+    """
+
+    audio: np.ndarray
+    sample_rate: int
+    instruction: str
+    task: str
+    args: dict[str, Any]
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Round:
+    """One single-task edit of a plan: the text the editor sees and its parse."""
+
+    text: str
+    task: str
+    args: dict[str, Any]
+
+
+def plan_rounds(instructions: str | Sequence[str]) -> list[Round]:
+    """Instruction(s) -> single-task rounds, in order; a text may itself chain edits
+    ("add a piano then remove the drums"). Raises :class:`InstructionError` (one line,
+    listing what is understood) for empty or unknown instructions."""
+    from instructme.data._instruction_patterns import split_chain
+    from instructme.data.instructions import parse_instructions, phrasings
+
+    texts = [instructions] if isinstance(instructions, str) else list(instructions)
+    if not texts:
+        raise InstructionError("no instruction given")
+    rounds: list[Round] = []
+    for text in texts:
+        parse_instructions(text)  # validates the whole text first (one clear error)
+        for clause in split_chain(text):
+            edits = parse_instructions(clause)
+            if len(edits) == 1:
+                rounds.append(Round(clause.strip(), *edits[0]))
+                continue
+            pieces = [p.strip() for p in re.split(r",|\band\b", clause) if p.strip()]
+            if len(pieces) != len(edits):  # fall back on the canonical phrasing
+                pieces = [phrasings(t, a)[0] for t, a in edits]
+            rounds += [Round(p, t, a) for p, (t, a) in zip(pieces, edits)]
+    return rounds
+
+
+def _f16(x: torch.Tensor) -> torch.Tensor:
+    """Round through float16, as the training cache stores latents, chords and text states."""
+    return x.half().float()
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class EditPipeline:
+    """VAE + chord recognizer + text encoder + editor U-Net, ready to edit audio.
+
+    Thread-safe: concurrent calls are served one at a time.
+    """
+
+    def __init__(self, vae: Any, chord: Any | None, editor: Any, text_config: Any,
+                 defaults: dict[str, Any] | None = None,
+                 device: str | torch.device | None = None) -> None:
+        from instructme.diffusion import Diffusion
+        from instructme.models.text import TextEncoderConfig, build_text_encoder
+
+        if isinstance(text_config, dict):
+            text_config = TextEncoderConfig.from_dict(text_config)
+        _check_components(vae, chord, editor, text_config)
+        self.device = _device(device)
+        self.vae = vae.to(self.device).eval()
+        self.chord = chord.to(self.device).eval() if chord is not None else None
+        self.editor = editor.to(self.device).eval()
+        self.text_config = text_config
+        self.text_encoder = build_text_encoder(text_config).to(self.device)
+        if self.text_encoder.dim != editor.config.text_dim:
+            raise CheckpointError(f"the {text_config.kind} text encoder gives "
+                                  f"{self.text_encoder.dim}-d states, the editor expects "
+                                  f"{editor.config.text_dim}-d")
+        self.diffusion = Diffusion.from_config(editor.config)
+        self.defaults = {**DEFAULTS, **(defaults or {})}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_components(cls, vae: Any, chord: Any | None, editor: Any, text_config: Any,
+                        **kw: Any) -> EditPipeline:
+        """From loaded models and a :class:`~instructme.models.text.TextEncoderConfig` (or
+        its dict). ``chord`` may be None only for an editor without chord conditioning."""
+        return cls(vae, chord, editor, text_config, **kw)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path,
+                        device: str | torch.device | None = None) -> EditPipeline:
+        """Load a pipeline folder (see the module docstring). ``device``: default CUDA if
+        available, else CPU. Raises :class:`CheckpointError` for a missing or mismatched
+        folder."""
+        from instructme.checkpoint import load_model
+        from instructme.models.chord import ChordRecognizer
+        from instructme.models.unet import EditorUNet
+        from instructme.models.vae import AudioVAE
+
+        root = Path(directory)
+        meta = read_pipeline_json(root)
+        vae = load_model(AudioVAE, root / "vae")
+        editor = load_model(EditorUNet, root / "editor")
+        chord = None
+        if (root / "chord").exists():
+            chord = load_model(ChordRecognizer, root / "chord")
+        elif editor.config.chord_conditioning:
+            raise CheckpointError(f"{root}: no chord/ model folder, and the editor is "
+                                  "chord-conditioned")
+        if int(meta["sample_rate"]) != int(vae.config.sample_rate):
+            raise CheckpointError(f"{root}: {PIPELINE_JSON} says {meta['sample_rate']} Hz, the "
+                                  f"VAE is {vae.config.sample_rate} Hz")
+        return cls(vae, chord, editor, meta["text_encoder"], meta.get("defaults"), device)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``vae/``, ``chord/``, ``editor/`` and (last) ``pipeline.json``."""
+        return write_pipeline_folder(directory, self.vae, self.chord, self.editor,
+                                     self.text_config, self.defaults)
+
+    def to(self, device: str | torch.device) -> EditPipeline:
+        self.device = torch.device(device)
+        for m in (self.vae, self.chord, self.editor, self.text_encoder):
+            if m is not None:
+                m.to(self.device)
+        return self
+
+    @property
+    def sample_rate(self) -> int:
+        """The models' sample rate (inputs at any rate are resampled to it and back)."""
+        return int(self.vae.config.sample_rate)
+
+    # ------------------------------------------------------------------ editing
+    def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str,
+                 steps: int | None = None, guidance: float | None = None, seed: int = 0,
+                 sampler: str | None = None, progress: Progress | None = None) -> EditResult:
+        """Edit ``audio`` (``[N]``, ``[C, N]`` or ``[N, C]``) as ``instruction`` says.
+
+        ``steps``, ``guidance`` and ``sampler`` (``dpm`` or ``ddim``; also ``ddpm``) default to
+        the pipeline's (50, 3.0, dpm unless its ``pipeline.json`` says otherwise).
+        ``progress(step, total)`` is called after every sampler step. A chained instruction
+        runs as a multi-round edit and returns the last round (task ``"multiround"``).
+        Deterministic for a ``seed``.
+        """
+        rounds = plan_rounds(instruction)
+        results = self._run(audio, sample_rate, rounds, steps, guidance, seed, sampler, progress)
+        if len(results) == 1:
+            return results[0]
+        last = results[-1]
+        return EditResult(last.audio, last.sample_rate, instruction, "multiround",
+                          {"rounds": [{"task": r.task, "args": r.args, "instruction": r.text}
+                                      for r in rounds]},
+                          sum(r.seconds for r in results), _sum_timings(results))
+
+    def edit_chain(self, audio: np.ndarray, sample_rate: int, instructions: Sequence[str],
+                   steps: int | None = None, guidance: float | None = None, seed: int = 0,
+                   sampler: str | None = None, progress: Progress | None = None
+                   ) -> list[EditResult]:
+        """Multi-round editing: each round's output is the next round's source. Returns one
+        :class:`EditResult` per round (a text that chains edits counts as several rounds).
+        Round ``k`` (from 0) samples with seed ``seed + k``; ``progress(step, total)`` counts
+        steps over all rounds."""
+        if isinstance(instructions, str):
+            instructions = [instructions]
+        return self._run(audio, sample_rate, plan_rounds(instructions), steps, guidance, seed,
+                         sampler, progress)
+
+    def _settings(self, steps: int | None, guidance: float | None, sampler: str | None
+                  ) -> tuple[int, float, str]:
+        steps = self.defaults["steps"] if steps is None else steps
+        guidance = self.defaults["guidance"] if guidance is None else guidance
+        sampler = self.defaults["sampler"] if sampler is None else sampler
+        if (isinstance(steps, bool) or not isinstance(steps, int | np.integer)
+                or not 1 <= steps <= MAX_STEPS):
+            raise InstructMEError(f"steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
+        steps = int(steps)
+        try:
+            guidance = float(guidance)
+        except (TypeError, ValueError):
+            raise InstructMEError(f"guidance must be a number, got {guidance!r}") from None
+        if not (np.isfinite(guidance) and 0.0 <= guidance <= 50.0):
+            raise InstructMEError(f"guidance must be in 0..50, got {guidance}")
+        if sampler not in SAMPLERS:
+            raise InstructMEError(f"unknown sampler {sampler!r} (known: dpm, ddim, ddpm)")
+        return steps, guidance, SAMPLERS[sampler]
+
+    def _run(self, audio: np.ndarray, sample_rate: int, rounds: list[Round],
+             steps: int | None, guidance: float | None, seed: int, sampler: str | None,
+             progress: Progress | None) -> list[EditResult]:
+        from instructme.pipeline_audio import finish, limit_source, prepare
+
+        steps, guidance, sampler = self._settings(steps, guidance, sampler)
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise InstructMEError(f"seed must be an integer, got {seed!r}")
+        prep = prepare(audio, sample_rate, self.sample_rate)
+        total = steps * len(rounds)
+        results = []
+        with self._lock, torch.inference_mode():
+            x, gain = prep.mono, prep.gain
+            for k, rd in enumerate(rounds):
+                t0 = time.perf_counter()
+
+                def step_cb(i: int, n: int, k: int = k) -> None:
+                    if progress is not None:
+                        progress(k * steps + i, total)
+
+                y, timings = self._edit_mono(x, rd.text, steps, guidance, int(seed) + k,
+                                             sampler, step_cb)
+                t1 = time.perf_counter()
+                out = finish(y, prep, gain)
+                timings["output"] = time.perf_counter() - t1
+                results.append(EditResult(out, prep.sample_rate, rd.text, rd.task, dict(rd.args),
+                                          time.perf_counter() - t0, timings))
+                x, scale = limit_source(y)  # the next round's source, at the training level
+                gain *= scale
+        return results
+
+    def _edit_mono(self, x: np.ndarray, text: str, steps: int, guidance: float, seed: int,
+                   sampler: str, progress: Progress) -> tuple[np.ndarray, dict[str, float]]:
+        """One edit of mono model-rate audio ``x: [N]`` -> ``([N], stage timings)``."""
+        from instructme.diffusion import EditorDenoiser
+
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        src = torch.from_numpy(x)[None].to(self.device)  # [1, N]
+        z_src = _f16(self.vae.encode_latents(src))  # [1, C, T]
+        timings["encode"] = time.perf_counter() - t
+        chords = None
+        if self.editor.config.chord_conditioning:
+            t = time.perf_counter()
+            assert self.chord is not None
+            chords = _f16(self.chord.predict_proba(src))  # [1, T_c, K]
+            timings["chords"] = time.perf_counter() - t
+        t = time.perf_counter()
+        tokens, mask = self.text_encoder.encode([text])  # [1, L, D], [1, L]
+        tokens = _f16(tokens.to(self.device))
+        mask = mask.to(self.device)
+        timings["text"] = time.perf_counter() - t
+        t = time.perf_counter()
+        denoiser = EditorDenoiser(self.editor, z_src, tokens, mask, chords, guidance)
+        gen = torch.Generator().manual_seed(seed)
+        z = self.diffusion.sample(denoiser, tuple(z_src.shape), sampler=sampler, steps=steps,
+                                  generator=gen, device=self.device, callback=progress)
+        timings["sample"] = time.perf_counter() - t
+        t = time.perf_counter()
+        y = self.vae.decode_latents(z, length=src.shape[-1])[0]  # [N]
+        timings["decode"] = time.perf_counter() - t
+        return y.float().cpu().numpy(), timings
+
+
+def _sum_timings(results: list[EditResult]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in results:
+        for k, v in r.timings.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def _check_components(vae: Any, chord: Any | None, editor: Any, text_config: Any) -> None:
+    """The models must agree on latents, rates, chords and text (else CheckpointError)."""
+    vc, ec = vae.config, editor.config
+    if int(vc.latent_channels) != int(ec.latent_channels):
+        raise CheckpointError(f"the VAE has {vc.latent_channels} latent channels, the editor "
+                              f"{ec.latent_channels}")
+    if abs(float(vc.latent_rate) - float(ec.latent_rate)) > 1e-6:
+        raise CheckpointError(f"the VAE's latent rate is {vc.latent_rate} Hz, the editor's "
+                              f"{ec.latent_rate} Hz")
+    if ec.chord_conditioning:
+        if chord is None:
+            raise CheckpointError("the editor is chord-conditioned but no chord model is given")
+        if int(chord.config.sample_rate) != int(vc.sample_rate):
+            raise CheckpointError(f"the chord model is {chord.config.sample_rate} Hz, the VAE "
+                                  f"{vc.sample_rate} Hz")
+        if abs(float(chord.frame_rate) - float(ec.chord_rate)) > 1e-6:
+            raise CheckpointError(f"the chord model gives {chord.frame_rate} frames/s, the "
+                                  f"editor expects {ec.chord_rate}")
+        if len(chord.labels) != int(ec.chord_classes):
+            raise CheckpointError(f"the chord model has {len(chord.labels)} classes, the editor "
+                                  f"expects {ec.chord_classes}")
+    if text_config.kind != ec.text_encoder:
+        raise CheckpointError(f"the editor was trained with the {ec.text_encoder} text encoder, "
+                              f"the pipeline names {text_config.kind}")
+
+
+def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, editor: Any,
+                          text_config: Any, defaults: dict[str, Any] | None = None) -> Path:
+    """Write a pipeline folder from models (checked to fit together) without loading the
+    text encoder; ``pipeline.json`` is written last, so a folder without it is incomplete."""
+    from instructme.checkpoint import save_model
+    from instructme.fileio import atomic_write_json
+    from instructme.models.text import TextEncoderConfig
+
+    if isinstance(text_config, dict):
+        text_config = TextEncoderConfig.from_dict(text_config)
+    _check_components(vae, chord, editor, text_config)
+    root = Path(directory)
+    (root / PIPELINE_JSON).unlink(missing_ok=True)
+    save_model(vae, root / "vae")
+    if chord is not None:
+        save_model(chord, root / "chord")
+    save_model(editor, root / "editor")
+    text = text_config.to_dict()
+    text.pop("cache_size", None)
+    atomic_write_json(root / PIPELINE_JSON, {
+        "format": FORMAT, "version": FORMAT_VERSION, "sample_rate": int(vae.config.sample_rate),
+        "text_encoder": text, "defaults": {**DEFAULTS, **(defaults or {})},
+        "chord": chord is not None})
+    return root
+
+
+def read_pipeline_json(directory: str | Path) -> dict[str, Any]:
+    """``DIR/pipeline.json``, checked (format, version, required keys)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise CheckpointError(f"{root}: pipeline folder not found")
+    path = root / PIPELINE_JSON
+    if not path.is_file():
+        raise CheckpointError(f"{root}: no {PIPELINE_JSON} (not a pipeline folder: it needs "
+                              f"vae/, chord/, editor/ and {PIPELINE_JSON})")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an instructme pipeline description")
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: pipeline format version {meta.get('version')!r}, this "
+                              f"instructme reads version {FORMAT_VERSION}")
+    for key in ("sample_rate", "text_encoder"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: missing {key!r}")
+    return meta
+
+
+def build_tiny_pipeline(directory: str | Path, seed: int = 0) -> Path:
+    """Write an UNTRAINED pipeline of ``tiny`` presets (hash text encoder) to ``directory``
+    in about a second, for tests of the CLI and the web UI.
+
+    A freshly initialised editor predicts exactly zero (zero-initialised output layers);
+    those layers get small random weights here, so that the output depends on the source,
+    the instruction and the seed as a trained model's does.
+    """
+    from instructme.models.chord import ChordConfig, ChordRecognizer
+    from instructme.models.text import TextEncoderConfig
+    from instructme.models.unet import EditorConfig, EditorUNet
+    from instructme.models.vae import AudioVAE, VAEConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = AudioVAE(VAEConfig.preset("tiny"))
+        chord = ChordRecognizer(ChordConfig.preset("tiny"))
+        editor = EditorUNet(EditorConfig.preset("tiny"))
+        with torch.no_grad():
+            for p in editor.parameters():
+                if p.dim() > 1 and not p.any():
+                    p.normal_(0.0, 0.05)
+    text = TextEncoderConfig(kind="hash", dim=editor.config.text_dim)
+    return write_pipeline_folder(directory, vae, chord, editor, text)
+
+
+def load_pipeline(model: str | Path | EditPipeline | None = None,
+                  device: str | torch.device | None = None) -> EditPipeline:
+    """An :class:`EditPipeline` as is, or loaded from a folder (default:
+    :func:`default_model_dir`)."""
+    if isinstance(model, EditPipeline):
+        return model
+    directory = Path(model) if model is not None else default_model_dir()
+    if model is None and not directory.exists():
+        raise CheckpointError(missing_model_message(directory))
+    return EditPipeline.from_pretrained(directory, device=device)
+
+
+MODEL_ENV = "INSTRUCTME_MODEL"
+
+
+def default_model_dir() -> Path:
+    """``$INSTRUCTME_MODEL`` or the shipped ``models/instructme-small`` of the repository."""
+    import os
+
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "models" / "instructme-small"
+
+
+def missing_model_message(directory: Path) -> str:
+    return (f"no edit model at {directory}: pass --model DIR (or set {MODEL_ENV}) with a "
+            "pipeline folder, or build one from trained models with 'instructme pipeline "
+            "--vae V --chord C --editor E -o DIR' (train them with 'instructme train vae', "
+            "'train chord', 'train editor')")
+
+
+def edit(path_in: str | Path, instruction: str | Sequence[str], path_out: str | Path, *,
+         model: str | Path | EditPipeline | None = None, steps: int | None = None,
+         guidance: float | None = None, seed: int = 0, sampler: str | None = None,
+         progress: Progress | None = None, device: str | None = None) -> EditResult:
+    """Edit an audio file and write the result (atomically; same rate, length, channels).
+
+    ``instruction``: one text (may chain edits with 'then') or a list of rounds; returns the
+    last round's :class:`EditResult`. ``model``: a pipeline folder or a loaded pipeline
+    (default: :func:`default_model_dir`). Refuses to overwrite ``path_in``.
+    """
+    from instructme.audio import load, save
+
+    check_output_path(path_in, path_out)
+    plan_rounds(instruction)  # fail before loading anything
+    x, sr = load(path_in, sample_rate=None, mono=False)  # [C, N]
+    pipe = load_pipeline(model, device)
+    texts = [instruction] if isinstance(instruction, str) else list(instruction)
+    results = pipe.edit_chain(x, sr, texts, steps, guidance, seed, sampler, progress)
+    last = results[-1]
+    save(path_out, last.audio, last.sample_rate)
+    if len(results) == 1:
+        return last
+    return EditResult(last.audio, last.sample_rate, " then ".join(texts), "multiround",
+                      {"rounds": [{"task": r.task, "args": r.args, "instruction": r.instruction}
+                                  for r in results]},
+                      sum(r.seconds for r in results), _sum_timings(results))
+
+
+def check_output_path(path_in: str | Path, path_out: str | Path) -> None:
+    """Refuse an output that is the input file (same resolved path) or of an unknown format."""
+    import os
+
+    from instructme.errors import AudioError
+
+    src, dst = Path(path_in), Path(path_out)
+    same = src.resolve() == dst.resolve()
+    if not same and src.exists() and dst.exists():
+        same = os.path.samefile(src, dst)
+    if same:
+        raise AudioError(f"{dst}: refusing to overwrite the input file; choose another output")
+    if dst.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise AudioError(f"{dst}: unsupported output format (use .wav, .flac or .ogg)")
+    if dst.is_dir():
+        raise AudioError(f"{dst}: is a folder; give an output file name")
