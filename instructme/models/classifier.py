@@ -8,7 +8,8 @@ here, so this model is trained on the project's rendered stems: a multi-label he
 single-label head over the arranger styles. Its penultimate layer is the FAD embedding.
 
 Architecture (a small PANN-style CNN): log-mel spectrogram
-(:class:`~instructme.models.features.LogMelSpectrogram`) -> per-band batch norm -> conv
+(:class:`~instructme.models.features.LogMelSpectrogram`) -> minus its per-clip mean (gain
+invariance) -> per-band batch norm -> conv
 blocks (2x [3x3 conv, BN, ReLU], 2x2 average pool) -> mean over mel bands -> mean + max over
 time -> linear ``embed_dim`` (the embedding) -> ReLU, dropout -> two linear heads.
 """
@@ -50,8 +51,8 @@ class ClassifierConfig(Config):
     n_mels: int = 64
     fmin: float = 30.0
     fmax: float = 8000.0
-    channels: tuple[int, ...] = (32, 64, 128, 256)
-    embed_dim: int = 256
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    embed_dim: int = 128
     dropout: float = 0.2
     instruments: tuple[str, ...] = INSTRUMENT_CLASSES
     styles: tuple[str, ...] = FALLBACK_STYLES
@@ -59,7 +60,7 @@ class ClassifierConfig(Config):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": dict(n_fft=512, n_mels=32, channels=(8, 16), embed_dim=32, dropout=0.0),
         "small": dict(),
-        "large": dict(n_mels=128, channels=(64, 128, 256, 512), embed_dim=512),
+        "large": dict(n_mels=128, channels=(32, 64, 128, 256, 512), embed_dim=512),
     }
 
 
@@ -99,7 +100,8 @@ class InstrumentClassifier(nn.Module):
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """``x: [B, N]`` -> penultimate-layer embedding ``[B, D]`` (differentiable)."""
-        h = self.bn0(self.frontend(x))  # [B, M, T]
+        h = self.frontend(x)  # [B, M, T] log-mel
+        h = self.bn0(h - h.mean(dim=(1, 2), keepdim=True))  # per-clip level removed
         h = self.cnn(h.unsqueeze(1))  # [B, C, M', T']
         h = h.mean(dim=2)  # [B, C, T']
         h = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1)  # [B, 2C]

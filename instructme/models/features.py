@@ -9,8 +9,8 @@ and log compression, so they run on any device and are part of the model's forwa
   matrix comes from a recognizer on the source audio). A transposition by ``k`` semitones is a
   shift of ``k * bins_per_semitone`` rows, which the chord trainer uses for pitch-shift
   augmentation (the filter bank is built ``margin_semitones`` wider on both sides).
-- :class:`LogMelSpectrogram` — an HTK mel filter bank (``transformers.audio_utils``) for the
-  instrument/style classifier.
+- :class:`LogMelSpectrogram` — an HTK mel filter bank (``transformers.audio_utils``) and a
+  plain ``log(mel + floor)`` for the instrument/style classifier.
 
 Frame ``i`` is centred on sample ``i * hop`` (``center=True``), so a clip of ``N`` samples
 gives ``N // hop + 1`` frames.
@@ -59,11 +59,13 @@ def log_frequency_filterbank(sample_rate: int, n_fft: int, fmin_midi: float, n_b
 class _STFTFrontEnd(nn.Module):
     """Magnitude STFT (Hann window) then a fixed ``[F_stft, F_out]`` matrix and ``log1p``."""
 
-    def __init__(self, n_fft: int, hop: int, matrix: np.ndarray, log_gain: float) -> None:
+    def __init__(self, n_fft: int, hop: int, matrix: np.ndarray, log_gain: float,
+                 log_floor: float | None = None) -> None:
         super().__init__()
         self.n_fft = int(n_fft)
         self.hop = int(hop)
         self.log_gain = float(log_gain)
+        self.log_floor = log_floor
         # Buffers are derived from the config, so they are not saved in checkpoints.
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.register_buffer("matrix", torch.from_numpy(matrix), persistent=False)
@@ -85,6 +87,8 @@ class _STFTFrontEnd(nn.Module):
         spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=True,
                           pad_mode="reflect", return_complex=True).abs()  # [B, F_stft, T]
         out = torch.einsum("bft,fk->bkt", spec, self.matrix)
+        if self.log_floor is not None:  # a plain log: a gain is an additive offset
+            return torch.log(out + self.log_floor)
         return torch.log1p(self.log_gain * out)
 
 
@@ -122,10 +126,10 @@ class LogMelSpectrogram(_STFTFrontEnd):
     """Log-mel spectrogram (HTK mel scale): ``[B, N] -> [B, n_mels, T]``."""
 
     def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, fmin: float,
-                 fmax: float, log_gain: float = 100.0) -> None:
+                 fmax: float, log_floor: float = 1e-4) -> None:
         from transformers.audio_utils import mel_filter_bank
 
         fb = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels,
                              min_frequency=fmin, max_frequency=fmax, sampling_rate=sample_rate,
                              norm="slaney", mel_scale="htk").astype(np.float32)
-        super().__init__(n_fft, hop, fb, log_gain)
+        super().__init__(n_fft, hop, fb, 1.0, log_floor)

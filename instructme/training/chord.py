@@ -187,7 +187,9 @@ def train_chord(data: str | Path, out: str | Path, preset: str = "small",
     if train_songs[0].sample_rate != mcfg.sample_rate:
         raise ValueError(f"dataset is {train_songs[0].sample_rate} Hz, model expects "
                          f"{mcfg.sample_rate} Hz")
-    spec = MixSpec(crop_seconds=tcfg.crop_seconds, full_mix_prob=tcfg.full_mix_prob)
+    # At least two parts sound: one melodic line alone rarely defines its chord.
+    spec = MixSpec(crop_seconds=tcfg.crop_seconds, full_mix_prob=tcfg.full_mix_prob,
+                   min_slots=2)
     dataset = ChordCrops(train_songs, mcfg, spec, tcfg.steps * tcfg.batch_size, seed=seed)
     torch.manual_seed(seed)
     model = ChordRecognizer(mcfg)

@@ -35,7 +35,7 @@ class ClassifierTrainConfig(Config):
 
     steps: int = 4000
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 2e-3
     warmup_steps: int = 100
     ema_decay: float = 0.999
     crop_seconds: float = 4.0

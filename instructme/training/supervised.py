@@ -177,6 +177,7 @@ def _evaluate(evaluate: EvalFn, model: nn.Module, step: int, log: Callable[[str]
         metrics = evaluate(model)
     model.train(was)
     flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-    log(f"eval step={step} " + " ".join(f"{k}={v:.4f}" for k, v in flat.items()))
+    log(f"eval step={step} " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in flat.items()))
     write_log({"step": step, "eval": metrics})
     return metrics
