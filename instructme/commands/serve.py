@@ -1,0 +1,69 @@
+"""``instructme serve``: the web studio (upload, instruct, listen and compare in a browser)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from instructme.errors import InstructMEError
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise InstructMEError(f"--port must be in 0..65535, got {args.port}")
+    for flag, value in (("--max-upload-mb", args.max_upload_mb),
+                        ("--max-seconds", args.max_seconds),
+                        ("--max-age-minutes", args.max_age_minutes)):
+        if not value > 0:
+            raise InstructMEError(f"{flag} must be positive, got {value:g}")
+    if args.max_queue < 1:
+        raise InstructMEError("--max-queue must be at least 1")
+    examples = Path(args.examples) if args.examples is not None else None
+    if examples is not None and not examples.is_dir():
+        raise InstructMEError(f"{examples}: examples folder not found")
+    if args.demo and args.model is not None:
+        raise InstructMEError("--demo and --model exclude each other")
+
+    from instructme.web.app import DEFAULT_EXAMPLES_DIR, StudioSettings, create_app, open_pipeline
+    from instructme.web.server import is_loopback, serve
+
+    pipe, label = open_pipeline(args.model, demo=args.demo)
+    defaults = dict(getattr(pipe, "defaults", {}) or {})
+    settings = StudioSettings(
+        max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
+        examples_dir=examples if examples is not None else DEFAULT_EXAMPLES_DIR,
+        max_age_s=args.max_age_minutes * 60.0, max_queue=args.max_queue,
+        default_steps=int(defaults.get("steps", 50)),
+        default_guidance=float(defaults.get("guidance", 3.0)),
+        default_sampler=str(defaults.get("sampler", "dpm")), model_name=label, demo=args.demo)
+    if not is_loopback(args.host):
+        print(f"warning: listening on {args.host}: anyone who can reach this address can "
+              "upload audio and run edits (there is no login)", file=sys.stderr)
+    app = create_app(pipe, settings)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"instructme studio: http://{shown}:{args.port}/  (model: {label}; Ctrl-C stops)",
+          file=sys.stderr)
+    serve(app, args.host, args.port, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
+                 eval_sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("serve", help="web studio: upload, instruct, listen and compare")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: loopback only)")
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--model", default=None,
+                   help="pipeline folder (default: $INSTRUCTME_MODEL or models/instructme-small)")
+    s.add_argument("--demo", action="store_true",
+                   help="use an untrained tiny model (tries the page; its output is noise)")
+    s.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload (MB)")
+    s.add_argument("--max-seconds", type=float, default=60.0, help="longest clip (seconds)")
+    s.add_argument("--examples", default=None,
+                   help="folder of example *.wav clips (default: examples/ if present)")
+    s.add_argument("--max-age-minutes", type=float, default=60.0,
+                   help="clips unused this long are deleted")
+    s.add_argument("--max-queue", type=int, default=16, help="most edits waiting at once")
+    s.add_argument("--quiet", action="store_true", help="log warnings only")
+    s.set_defaults(func=_cmd_serve)

@@ -1,0 +1,355 @@
+"""The studio's HTTP API and page (FastAPI): upload, instruct, listen and compare.
+
+Endpoints (every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status):
+
+- ``GET /``: the page (``static/index.html``; its scripts and styles are local files).
+- ``GET /api/info``: limits, accepted formats, suggested instructions per task (add, remove,
+  extract, replace, remix, multi-round: InstructME, arXiv 2308.14360, Sec. 3.1), examples,
+  default steps/guidance/seed.
+- ``POST /api/upload`` (multipart field ``file``) and ``POST /api/examples/{name}``: a clip,
+  returned as ``{"id", "name", "seconds", "audio_url", "spectrogram_url", ...}``.
+- ``GET /api/audio/{id}`` (WAV; ``?download=1`` as an attachment) and
+  ``GET /api/audio/{id}/spectrogram.png``.
+- ``POST /api/edit`` ``{"audio": id, "instruction", "steps", "guidance", "seed", "sampler"}``:
+  checks the instruction at once, then queues the edit -> ``{"job": id, ...status}``.
+- ``GET /api/jobs/{id}``: ``state`` (queued/running/done/error), queue ``position``, sampler
+  ``step``/``total``, the parsed ``task``/``args``, the ``result`` clip or the ``error``.
+
+Clips are named by ids only (:mod:`instructme.web.store`); uploads are capped in bytes (before
+they are read: ``Content-Length``, and while they stream) and in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from instructme.errors import AudioError, InstructMEError
+from instructme.web.jobs import EditWorker, Pipeline, QueueFull
+from instructme.web.store import AudioItem, AudioStore, safe_name
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: ``examples/`` at the top of a source checkout (rendered example clips), if present.
+DEFAULT_EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+#: File types :func:`instructme.audio.probe` (libsndfile) reads, as the page offers them.
+UPLOAD_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf",
+                   ".w64", ".rf64")
+#: Multipart framing allowed on top of the file itself.
+_MULTIPART_SLACK = 64 * 1024
+
+
+@dataclass
+class StudioSettings:
+    """Limits and defaults of one studio (the ``instructme serve`` options)."""
+
+    max_upload_mb: float = 50.0
+    max_seconds: float = 60.0
+    examples_dir: Path | None = None
+    max_age_s: float = 3600.0
+    sweep_every_s: float = 60.0
+    max_queue: int = 16
+    max_steps: int = 200
+    default_steps: int = 50
+    default_guidance: float = 3.0
+    default_sampler: str = "dpm"
+    model_name: str = ""
+    demo: bool = False
+    store_root: Path | None = None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class EditRequest(BaseModel):
+    audio: str = Field(max_length=64)
+    instruction: str = Field(max_length=500)
+    steps: int | None = Field(default=None, ge=1)
+    guidance: float | None = Field(default=None, ge=0.0, le=50.0)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    sampler: str | None = Field(default=None, pattern=r"^(dpm|ddim|ddpm)$")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class UploadLimit:
+    """ASGI middleware: refuse ``POST /api/upload`` bodies over ``limit`` bytes (413).
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a body
+    that streams past it (chunked, or a lying header) is cut off as soon as it does.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, message: str, path: str = "/api/upload"):
+        self.app, self.limit, self.message, self.path = app, limit, message, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await _error(413, self.message)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def suggestions(seed: int = 0) -> dict[str, list[str]]:
+    """Example instructions per task: canonical phrasings plus one paraphrase each."""
+    from instructme.data.instructions import make_instruction, phrasings
+
+    rng = np.random.default_rng(seed)
+    choices: dict[str, list[dict[str, Any]]] = {
+        "add": [{"instrument": "piano"}, {"instrument": "strings"}, {"instrument": "drums"}],
+        "remove": [{"instrument": "drums"}, {"instrument": "bass"}, {"instrument": "guitar"}],
+        "extract": [{"instrument": "bass"}, {"instrument": "piano"}, {"instrument": "drums"}],
+        "replace": [{"instrument": "guitar", "new_instrument": "strings"},
+                    {"instrument": "piano", "new_instrument": "organ"},
+                    {"instrument": "strings", "new_instrument": "brass"}],
+        "remix": [{"style": "jazz"}, {"style": "rock"}, {"style": "electronic"}],
+    }
+    out: dict[str, list[str]] = {}
+    for task, arg_list in choices.items():
+        texts = [phrasings(task, a)[0] for a in arg_list]
+        texts.append(make_instruction(task, arg_list[0], rng))
+        out[task] = list(dict.fromkeys(texts))
+    out["multiround"] = ["remove the drums then add a piano",
+                         "replace the guitar with strings, then remix it as jazz"]
+    return out
+
+
+def list_examples(folder: Path | None, max_seconds: float) -> dict[str, dict[str, Any]]:
+    """``*.wav`` files directly in ``folder`` (no links out of it, none over ``max_seconds``)
+    -> ``{file name: {"name", "seconds", "path"}}``, sorted by name."""
+    from instructme.audio import probe
+
+    if folder is None or not folder.is_dir():
+        return {}
+    root = folder.resolve()
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(folder.glob("*.wav")):
+        try:
+            real = p.resolve()
+            if real.parent != root or not real.is_file():
+                continue
+            seconds = probe(real).seconds
+        except (OSError, AudioError):
+            continue
+        if seconds <= max_seconds:
+            out[p.name] = {"name": p.name, "seconds": round(seconds, 2), "path": real}
+    return out
+
+
+def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> FastAPI:
+    """The studio app editing with ``pipeline`` (an :class:`~instructme.pipeline.EditPipeline`
+    or anything called the same way). Its store and worker are ``app.state.store`` and
+    ``app.state.worker``; both are closed (temporary folder removed) on shutdown."""
+    from instructme.pipeline import plan_rounds
+
+    cfg = settings or StudioSettings()
+    store = AudioStore(cfg.store_root, max_age_s=cfg.max_age_s)
+    worker = EditWorker(pipeline, store, max_queue=cfg.max_queue, keep_finished_s=cfg.max_age_s)
+    tips = suggestions()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def sweeper() -> None:
+            while True:
+                await asyncio.sleep(cfg.sweep_every_s)
+                await run_in_threadpool(_sweep)
+
+        task = asyncio.create_task(sweeper())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await run_in_threadpool(worker.close)
+            store.close()
+
+    def _sweep() -> None:
+        worker.forget_finished()
+        store.sweep(keep=worker.busy_audio())
+
+    app = FastAPI(title="instructme studio", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.store, app.state.worker, app.state.settings = store, worker, cfg
+    mb = f"{cfg.max_upload_mb:g} MB"
+    app.add_middleware(UploadLimit, limit=cfg.max_upload_bytes + _MULTIPART_SLACK,
+                       message=f"upload too large: this server takes files up to {mb}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:3]:
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg"))
+        return _error(400, "; ".join(parts) or "bad request")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        examples = list_examples(cfg.examples_dir, cfg.max_seconds)
+        return {
+            "model": cfg.model_name, "demo": cfg.demo,
+            "limits": {"max_upload_mb": cfg.max_upload_mb, "max_seconds": cfg.max_seconds,
+                       "max_steps": cfg.max_steps, "max_queue": cfg.max_queue},
+            "formats": list(UPLOAD_SUFFIXES),
+            "defaults": {"steps": cfg.default_steps, "guidance": cfg.default_guidance,
+                         "seed": 0, "sampler": cfg.default_sampler},
+            "suggestions": tips,
+            "examples": [{"name": e["name"], "seconds": e["seconds"]}
+                         for e in examples.values()],
+        }
+
+    def _ingest(upload: UploadFile) -> dict[str, Any]:
+        name = safe_name(upload.filename or "upload")
+        tmp = store.incoming_path()
+        try:
+            size = 0
+            with open(tmp, "wb") as f:
+                while chunk := upload.file.read(1 << 20):
+                    size += len(chunk)
+                    if size > cfg.max_upload_bytes:
+                        raise HTTPException(413, f"upload too large: this server takes files "
+                                                 f"up to {mb}")
+                    f.write(chunk)
+            if size == 0:
+                raise AudioError(f"{name}: the file is empty")
+            return store.add_file(tmp, name, kind="upload", max_seconds=cfg.max_seconds).public()
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @app.post("/api/upload")
+    async def upload(request: Request) -> dict[str, Any]:
+        async with request.form(max_files=1, max_fields=2, max_part_size=4096) as form:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                raise HTTPException(400, "no file in the upload (multipart field 'file')")
+            try:
+                return await run_in_threadpool(_ingest, file)
+            except AudioError as e:
+                raise HTTPException(400, str(e)) from None
+
+    @app.post("/api/examples/{name}")
+    def load_example(name: str) -> dict[str, Any]:
+        found = list_examples(cfg.examples_dir, cfg.max_seconds).get(name)
+        if found is None:
+            raise HTTPException(404, f"no example named {safe_name(name)!r}")
+        try:
+            return store.add_file(found["path"], found["name"], kind="example",
+                                  max_seconds=cfg.max_seconds).public()
+        except AudioError as e:
+            raise HTTPException(400, str(e)) from None
+
+    def _item(item_id: str) -> AudioItem:
+        try:
+            return store.get(item_id)
+        except KeyError:
+            raise HTTPException(404, "unknown or expired audio id") from None
+
+    @app.get("/api/audio/{item_id}")
+    def get_audio(item_id: str, download: bool = False) -> FileResponse:
+        item = _item(item_id)
+        name = item.name if item.name.lower().endswith(".wav") else f"{item.name}.wav"
+        return FileResponse(item.path, media_type="audio/wav", filename=name,
+                            content_disposition_type="attachment" if download else "inline")
+
+    @app.get("/api/audio/{item_id}/spectrogram.png")
+    def get_spectrogram(item_id: str) -> FileResponse:
+        _item(item_id)
+        try:
+            png = store.spectrogram(item_id)
+        except KeyError:
+            raise HTTPException(404, "unknown or expired audio id") from None
+        return FileResponse(png, media_type="image/png")
+
+    @app.post("/api/edit")
+    def submit(req: EditRequest) -> dict[str, Any]:
+        _item(req.audio)
+        steps = cfg.default_steps if req.steps is None else req.steps
+        if steps > cfg.max_steps:
+            raise HTTPException(400, f"steps: at most {cfg.max_steps} on this server")
+        try:
+            plan_rounds(req.instruction)
+        except InstructMEError as e:
+            raise HTTPException(400, str(e)) from None
+        guidance = cfg.default_guidance if req.guidance is None else req.guidance
+        try:
+            job = worker.submit(req.audio, req.instruction.strip(), steps, guidance, req.seed,
+                                req.sampler or cfg.default_sampler)
+        except QueueFull as e:
+            raise HTTPException(503, str(e)) from None
+        return {"job": job.id, **worker.status(job.id)}
+
+    @app.get("/api/jobs/{job_id}")
+    def job_status(job_id: str) -> dict[str, Any]:
+        try:
+            return worker.status(job_id)
+        except KeyError:
+            raise HTTPException(404, "unknown or expired job id") from None
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
+    return app
+
+
+def open_pipeline(model: str | os.PathLike[str] | None, demo: bool = False) -> tuple[Any, str]:
+    """``(pipeline, label)`` for ``instructme serve``: the model folder (default as for
+    ``instructme edit``), or with ``demo`` an untrained tiny pipeline (noise out) made in a
+    temporary folder."""
+    import tempfile
+
+    from instructme.pipeline import build_tiny_pipeline, default_model_dir, load_pipeline
+
+    if demo:
+        folder = Path(tempfile.mkdtemp(prefix="instructme-demo-"))
+        build_tiny_pipeline(folder)
+        try:
+            return load_pipeline(folder), "untrained tiny demo model (its output is noise)"
+        finally:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+    directory = Path(model) if model is not None else default_model_dir()
+    return load_pipeline(model), str(directory)

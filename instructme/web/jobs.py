@@ -1,0 +1,202 @@
+"""The studio's edit queue: one worker thread runs one edit at a time, in arrival order.
+
+A diffusion edit (InstructME, arXiv 2308.14360, Sec. 3) takes seconds to minutes and most of
+the machine, so a process never runs two at once: requests wait in a FIFO queue and can see
+their place in it. The pipeline's ``progress(step, total)`` callback (one call per sampler
+step) is stored on the job for the page to poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from instructme.errors import InstructMEError
+from instructme.web.store import AudioStore, new_id, safe_name
+
+log = logging.getLogger(__name__)
+
+
+class EditResultLike(Protocol):
+    audio: np.ndarray
+    sample_rate: int
+    task: str
+    args: dict[str, Any]
+    seconds: float
+
+
+class Pipeline(Protocol):
+    """What the studio needs of :class:`instructme.pipeline.EditPipeline`."""
+
+    def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str, *, steps: int,
+                 guidance: float, seed: int, sampler: str,
+                 progress: Callable[[int, int], None] | None) -> EditResultLike: ...
+
+
+class QueueFull(InstructMEError):
+    """Too many edits are waiting."""
+
+
+@dataclass
+class Job:
+    """One requested edit of clip ``audio_id``."""
+
+    id: str
+    audio_id: str
+    instruction: str
+    steps: int
+    guidance: float
+    seed: int
+    sampler: str
+    state: str = "queued"  # queued | running | done | error
+    step: int = 0
+    total: int = 0
+    error: str | None = None
+    result_id: str | None = None
+    task: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+
+
+class EditWorker:
+    """FIFO of :class:`Job` run by one daemon thread against ``pipeline``."""
+
+    def __init__(self, pipeline: Pipeline, store: AudioStore, max_queue: int = 16,
+                 keep_finished_s: float = 3600.0):
+        self.pipeline = pipeline
+        self.store = store
+        self.max_queue = int(max_queue)
+        self.keep_finished_s = float(keep_finished_s)
+        self._jobs: dict[str, Job] = {}
+        self._waiting: deque[Job] = deque()
+        self._running: Job | None = None
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="instructme-edit-worker",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, audio_id: str, instruction: str, steps: int, guidance: float, seed: int,
+               sampler: str = "dpm") -> Job:
+        """Queue an edit; raises :class:`QueueFull` when ``max_queue`` edits already wait."""
+        job = Job(new_id(), audio_id, instruction, int(steps), float(guidance), int(seed),
+                  sampler)
+        with self._cond:
+            if self._stop:
+                raise QueueFull("the studio is shutting down")
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFull(f"{len(self._waiting)} edits are already waiting; "
+                                "try again in a minute")
+            self._jobs[job.id] = job
+            self._waiting.append(job)
+            self._cond.notify_all()
+        return job
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """The job's state as the API shows it; ``KeyError`` for an unknown id.
+
+        ``position`` is the job's place in the waiting line (1 = next), 0 once it runs;
+        ``ahead`` counts the edits that will finish before it starts.
+        """
+        with self._cond:
+            job = self._jobs[job_id]
+            position = 0
+            ahead = 0
+            if job.state == "queued":
+                position = next(i for i, j in enumerate(self._waiting, 1) if j is job)
+                ahead = position - 1 + (self._running is not None)
+            out: dict[str, Any] = {
+                "id": job.id, "state": job.state, "position": position, "ahead": ahead,
+                "step": job.step, "total": job.total, "instruction": job.instruction,
+                "source": job.audio_id, "steps": job.steps, "guidance": job.guidance,
+                "seed": job.seed, "error": job.error, "task": job.task, "args": job.args,
+                "seconds": job.seconds, "result": None,
+            }
+            result_id = job.result_id
+        if result_id is not None:
+            try:
+                out["result"] = self.store.get(result_id).public()
+            except KeyError:
+                out["error"] = "the result has expired; run the edit again"
+        return out
+
+    def busy_audio(self) -> set[str]:
+        """Clip ids that waiting or running edits still need (not to be swept)."""
+        with self._cond:
+            jobs = list(self._waiting) + ([self._running] if self._running else [])
+            return {j.audio_id for j in jobs}
+
+    def forget_finished(self, now: float | None = None) -> int:
+        """Drop finished jobs older than ``keep_finished_s``; returns how many."""
+        now = time.time() if now is None else now
+        with self._cond:
+            old = [k for k, j in self._jobs.items()
+                   if j.finished is not None and now - j.finished > self.keep_finished_s]
+            for k in old:
+                del self._jobs[k]
+        return len(old)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop taking jobs; waiting ones fail; waits up to ``timeout`` s for the running one."""
+        with self._cond:
+            self._stop = True
+            for job in self._waiting:
+                job.state, job.error, job.finished = "error", "the studio shut down", time.time()
+            self._waiting.clear()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    # -- worker thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                job = self._waiting.popleft()
+                job.state = "running"
+                self._running = job
+            try:
+                self._edit(job)
+            finally:
+                with self._cond:
+                    self._running = None
+                    job.finished = time.time()
+
+    def _edit(self, job: Job) -> None:
+        def progress(step: int, total: int) -> None:
+            job.step, job.total = int(step), int(total)
+
+        try:
+            x, sr = self.store.load(job.audio_id)
+            res = self.pipeline(x, sr, job.instruction, steps=job.steps,
+                                guidance=job.guidance, seed=job.seed, sampler=job.sampler,
+                                progress=progress)
+            source = self.store.get(job.audio_id)
+            stem = source.name.rsplit(".", 1)[0]
+            name = safe_name(f"{stem}-{job.instruction[:40]}.wav")
+            item = self.store.add_array(np.asarray(res.audio, dtype=np.float32).reshape(-1),
+                                        res.sample_rate, name, kind="result",
+                                        parent=job.audio_id, instruction=job.instruction)
+        except KeyError:
+            job.state, job.error = "error", "the source clip has expired; upload it again"
+        except InstructMEError as e:
+            job.state, job.error = "error", str(e)
+        except Exception as e:  # a bug: keep serving, say so, log the traceback
+            log.exception("edit %s failed", job.id)
+            job.state, job.error = "error", f"internal error: {type(e).__name__}: {e}"
+        else:
+            job.task, job.args = res.task, dict(res.args)
+            job.seconds = float(res.seconds)
+            job.result_id = item.id
+            job.state = "done"

@@ -1,0 +1,264 @@
+// instructme studio page: upload or pick a clip, queue an edit, poll its progress, compare
+// source and result, chain rounds. Talks only to this server's /api (see web/app.py).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  info: null,
+  rounds: [],   // [{audio: clip, instruction, task, args, seconds}]; rounds[0] is the upload
+  current: -1,  // index of the round whose audio the next edit starts from
+  busy: false,
+};
+
+async function api(path, options) {
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (e) {
+    throw new Error("the studio server cannot be reached");
+  }
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  if (!response.ok) {
+    throw new Error((body && body.error) || `request failed (HTTP ${response.status})`);
+  }
+  return body;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function describe(task, args) {
+  if (!task) return "";
+  if (task === "multiround") {
+    const rounds = (args && args.rounds) || [];
+    return `${rounds.length} rounds: ` + rounds.map((r) => describe(r.task, r.args)).join(" → ");
+  }
+  if (task === "replace") return `replace ${args.instrument} → ${args.new_instrument}`;
+  if (task === "remix") return args.style ? `remix as ${args.style}` : "remix";
+  return `${task} ${args.instrument || ""}`.trim();
+}
+
+function fmtSeconds(s) { return `${Number(s).toFixed(1)} s`; }
+
+function showClip(prefix, clip) {
+  const player = $(`${prefix}-audio`), img = $(`${prefix}-spec`);
+  if (!clip) {
+    player.removeAttribute("src");
+    player.hidden = true;
+    img.removeAttribute("src");
+    img.hidden = true;
+    $(`${prefix}-name`).textContent = prefix === "source" ? "(none yet)" : "";
+    return;
+  }
+  player.src = clip.audio_url;
+  player.hidden = false;
+  img.src = clip.spectrogram_url;
+  img.hidden = false;
+  $(`${prefix}-name`).textContent = `${clip.name} · ${fmtSeconds(clip.seconds)}`;
+}
+
+function render() {
+  const source = state.rounds[state.current];
+  const next = state.rounds[state.current + 1];
+  showClip("source", source && source.audio);
+  showClip("result", next && next.audio);
+  $("result-actions").hidden = !next;
+  $("result-info").textContent = next
+    ? `“${next.instruction}” → ${describe(next.task, next.args)} · ${fmtSeconds(next.seconds)} to edit`
+    : "";
+  if (next) {
+    $("download").href = `${next.audio.audio_url}?download=1`;
+    $("download").setAttribute("download", next.audio.name);
+  }
+  $("run").disabled = state.busy || !source;
+  const list = $("history");
+  list.replaceChildren();
+  state.rounds.forEach((round, k) => {
+    const li = document.createElement("li");
+    li.className = "round" + (k === state.current ? " current" : "");
+    li.dataset.round = String(k);
+    const label = k === 0 ? `source: ${round.audio.name}`
+      : `“${round.instruction}” (${describe(round.task, round.args)})`;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label;
+    button.title = k === state.current ? "the next edit starts here" : "step back to this round";
+    button.addEventListener("click", () => { if (!state.busy) { state.current = k; render(); } });
+    li.appendChild(button);
+    list.appendChild(li);
+  });
+}
+
+function setSource(clip) {
+  state.rounds = [{ audio: clip, instruction: null }];
+  state.current = 0;
+  render();
+}
+
+async function uploadFile(file) {
+  showError("");
+  const limits = state.info.limits;
+  if (file.size > limits.max_upload_mb * 1024 * 1024) {
+    showError(`${file.name}: upload too large: this server takes files up to ${limits.max_upload_mb} MB`);
+    return;
+  }
+  const form = new FormData();
+  form.append("file", file, file.name);
+  setStatus("Uploading…");
+  try {
+    setSource(await api("/api/upload", { method: "POST", body: form }));
+    setStatus("");
+  } catch (e) {
+    setStatus("");
+    showError(e.message);
+  }
+}
+
+async function loadExample() {
+  const name = $("examples").value;
+  if (!name) return;
+  showError("");
+  try {
+    setSource(await api(`/api/examples/${encodeURIComponent(name)}`, { method: "POST" }));
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
+function setStatus(text, step, total) {
+  $("status").textContent = text;
+  const bar = $("progress");
+  if (total) {
+    bar.hidden = false;
+    bar.max = total;
+    bar.value = step;
+  } else if (step === undefined) {
+    bar.hidden = true;
+  } else {
+    bar.hidden = false;
+    bar.removeAttribute("value");  // indeterminate while waiting
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function runEdit(event) {
+  event.preventDefault();
+  const source = state.rounds[state.current];
+  const instruction = $("instruction").value.trim();
+  if (!source || state.busy) return;
+  if (!instruction) { showError("type an instruction first (or pick a suggestion)"); return; }
+  showError("");
+  state.busy = true;
+  render();
+  const base = state.current;
+  try {
+    let job = await api("/api/edit", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        audio: source.audio.id, instruction,
+        steps: Number($("steps").value), guidance: Number($("guidance").value),
+        seed: Number($("seed").value),
+      }),
+    });
+    const id = job.job;
+    while (job.state === "queued" || job.state === "running") {
+      if (job.state === "queued") {
+        const ahead = job.ahead === 1 ? "1 edit" : `${job.ahead} edits`;
+        setStatus(`Waiting in queue: position ${job.position} (${ahead} ahead)`, 0, 0);
+      } else {
+        setStatus(job.total ? `Editing: step ${job.step} / ${job.total}` : "Editing…",
+          job.step, job.total);
+      }
+      await sleep(300);
+      job = await api(`/api/jobs/${id}`);
+    }
+    if (job.state === "error" || !job.result) throw new Error(job.error || "the edit failed");
+    state.rounds = state.rounds.slice(0, base + 1);
+    state.rounds.push({ audio: job.result, instruction: job.instruction, task: job.task,
+      args: job.args, seconds: job.seconds });
+    state.current = base;
+    setStatus(`Done: ${describe(job.task, job.args)} in ${fmtSeconds(job.seconds)}`);
+  } catch (e) {
+    setStatus("");
+    showError(e.message);
+  } finally {
+    state.busy = false;
+    render();
+  }
+}
+
+function showSuggestions() {
+  const chips = $("suggestions");
+  chips.replaceChildren();
+  for (const text of state.info.suggestions[$("task").value] || []) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "suggestion";
+    chip.textContent = text;
+    chip.addEventListener("click", () => { $("instruction").value = text; $("instruction").focus(); });
+    chips.appendChild(chip);
+  }
+}
+
+async function init() {
+  try {
+    state.info = await api("/api/info");
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  const info = state.info;
+  $("model").textContent = info.model || "(unnamed)";
+  $("demo-banner").hidden = !info.demo;
+  $("limits").textContent = `Up to ${info.limits.max_upload_mb} MB and ${info.limits.max_seconds} s; `
+    + `formats: ${info.formats.join(" ")}. Uploads stay on this server and are deleted after a while.`;
+  $("file").accept = info.formats.join(",") + ",audio/*";
+  $("steps").value = info.defaults.steps;
+  $("steps").max = info.limits.max_steps;
+  $("guidance").value = info.defaults.guidance;
+  $("seed").value = info.defaults.seed;
+  const select = $("examples");
+  if (info.examples.length) {
+    select.replaceChildren(...info.examples.map((e) => {
+      const o = document.createElement("option");
+      o.value = e.name;
+      o.textContent = `${e.name} (${fmtSeconds(e.seconds)})`;
+      return o;
+    }));
+    select.disabled = false;
+    $("load-example").disabled = false;
+  }
+  $("task").replaceChildren(...Object.keys(info.suggestions).map((task) => {
+    const o = document.createElement("option");
+    o.value = task;
+    o.textContent = task;
+    return o;
+  }));
+  showSuggestions();
+  $("task").addEventListener("change", showSuggestions);
+  $("file").addEventListener("change", () => {
+    const file = $("file").files[0];
+    if (file) uploadFile(file);
+    $("file").value = "";
+  });
+  $("load-example").addEventListener("click", loadExample);
+  $("edit-form").addEventListener("submit", runEdit);
+  $("chain").addEventListener("click", () => {
+    if (state.busy || state.current + 1 >= state.rounds.length) return;
+    state.current += 1;
+    $("instruction").value = "";
+    render();
+    $("instruction").focus();
+  });
+  document.body.dataset.ready = "1";
+  render();
+}
+
+document.addEventListener("DOMContentLoaded", init);
