@@ -76,8 +76,8 @@ def _as_channels_first(audio: np.ndarray) -> tuple[np.ndarray, str]:
     raise AudioError(f"audio has {min(x.shape)} channels (at most {MAX_CHANNELS} are supported)")
 
 
-def prepare(audio: np.ndarray, sample_rate: int, model_rate: int) -> PreparedAudio:
-    """Check the input and turn it into the model's mono ``[N']`` at ``model_rate``.
+def check(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, str]:
+    """Validate user audio; returns ``(float32 [C, N], layout)``.
 
     Raises :class:`~instructme.errors.AudioError` (one line) for a bad rate, shape, dtype,
     NaN/inf samples, too short or too long input, or silence.
@@ -94,7 +94,7 @@ def prepare(audio: np.ndarray, sample_rate: int, model_rate: int) -> PreparedAud
     if np.issubdtype(arr.dtype, np.integer):  # PCM integers -> [-1, 1]
         arr = arr.astype(np.float64) / float(np.iinfo(arr.dtype).max)
     x, layout = _as_channels_first(arr)
-    channels, n = x.shape
+    n = x.shape[1]
     if n == 0:
         raise AudioError("audio is empty (zero samples)")
     seconds = n / sample_rate
@@ -105,14 +105,22 @@ def prepare(audio: np.ndarray, sample_rate: int, model_rate: int) -> PreparedAud
                          f"{MAX_SECONDS / 60:.0f} min in one pass): cut it into parts")
     if not np.isfinite(x).all():
         raise AudioError("audio contains NaN or infinite samples")
-    mono = x.astype(np.float32).mean(axis=0)
-    peak = float(np.abs(mono).max())
-    if peak < 10.0 ** (SILENCE_DB / 20.0):
+    x = x.astype(np.float32, copy=False)
+    if float(np.abs(x.mean(axis=0)).max()) < 10.0 ** (SILENCE_DB / 20.0):
         raise AudioError(f"audio is silent (peak below {SILENCE_DB:.0f} dBFS): nothing to edit")
-    gain = 10.0 ** (MODEL_PEAK_DB / 20.0) / peak
-    mono = resample(mono * np.float32(gain), sample_rate, model_rate)
+    return x, layout
+
+
+def prepare(audio: np.ndarray, sample_rate: int, model_rate: int) -> PreparedAudio:
+    """:func:`check` the input and turn it into the model's mono ``[N']`` at ``model_rate``
+    (downmixed, scaled to the training peak, resampled)."""
+    x, layout = check(audio, sample_rate)
+    channels, n = x.shape
+    mono = x.mean(axis=0)
+    gain = 10.0 ** (MODEL_PEAK_DB / 20.0) / float(np.abs(mono).max())
+    mono = resample(mono * np.float32(gain), int(sample_rate), model_rate)
     return PreparedAudio(np.ascontiguousarray(mono, dtype=np.float32), model_rate, gain,
-                         sample_rate, n, channels, layout)
+                         int(sample_rate), n, channels, layout)
 
 
 def limit_source(x: np.ndarray) -> tuple[np.ndarray, float]:
