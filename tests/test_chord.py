@@ -4,8 +4,11 @@ and the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+import sys
+import types
 
 import mir_eval.chord
 import numpy as np
@@ -16,6 +19,7 @@ from synth_songs import SR, make_dataset, triad
 
 from instructme.checkpoint import load_model, save_model
 from instructme.cli import main
+from instructme.errors import DependencyError
 from instructme.models.chord import (
     IGNORE_INDEX,
     MAJMIN_LABELS,
@@ -30,6 +34,7 @@ from instructme.models.chord import (
 from instructme.models.features import LogFrequencySpectrogram
 from instructme.training.chord import (
     ChordCrops,
+    ChordTrainConfig,
     chord_loss,
     evaluate_transcriber,
     reference_segments,
@@ -185,13 +190,15 @@ def test_reference_segments_fill_gaps(data):
     assert ref[0][2] == "X" and ref[-1][2] == "X" and ref[-1][1] == song.duration
 
 
-def test_trainer_resumes_and_cli(data, tmp_path, capsys):
+def test_trainer_resumes_and_cli(data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "chord"
-    train_chord(data, out, preset="tiny", steps=6, log=lambda s: None)
+    tcfg = dataclasses.replace(ChordTrainConfig.preset("tiny"), ema_decay=0.9)
+    train_chord(data, out, steps=6, train_config=tcfg, log=lambda s: None)
     assert (out / "model.safetensors").is_file() and (out / "state").is_dir()
     with pytest.raises(Exception, match="--resume"):
-        train_chord(data, out, preset="tiny", steps=6, log=lambda s: None)
-    metrics = train_chord(data, out, preset="tiny", steps=8, resume=True, log=lambda s: None)
+        train_chord(data, out, steps=6, train_config=tcfg, log=lambda s: None)
+    metrics = train_chord(data, out, steps=8, resume=True, train_config=tcfg,
+                          log=lambda s: None)
     assert 0.0 <= metrics["majmin"] <= 1.0 and metrics["seconds"] > 0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [6, 8]  # continued, not restarted
@@ -204,6 +211,17 @@ def test_trainer_resumes_and_cli(data, tmp_path, capsys):
     assert main(["eval", "chord", "--model", str(out), "--data", str(data), "--no-anchor"]) == 0
     table = capsys.readouterr().out
     assert "majmin" in table and "instructme" in table
+
+    class Missing:  # the madmom anchor, as when the eval extra is not installed
+        def __init__(self):
+            raise DependencyError("madmom is not installed")
+
+    fake = types.ModuleType("instructme.metrics.madmom_models")
+    fake.MadmomChordModel = Missing
+    monkeypatch.setitem(sys.modules, "instructme.metrics.madmom_models", fake)
+    assert main(["eval", "chord", "--model", str(out), "--data", str(data)]) == 0
+    anchor = capsys.readouterr().out.strip().splitlines()[-1]
+    assert anchor.startswith("madmom") and "not installed" in anchor
 
     wav = tmp_path / "x.wav"
     sf.write(wav, triad(0, False, SR, np.random.default_rng(0)), SR)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from synth_songs import SR, make_dataset, tone
 
 from instructme.checkpoint import load_model, save_model
@@ -128,6 +129,11 @@ def test_trainer_eval_and_cli(data, tmp_path, capsys):
     assert [r["step"] for r in log if "loss" in r] == [4, 6]
     model = load_model(InstrumentClassifier, out)
     assert "pop" in model.style_names
+    # same seed, same data: the same weights
+    for d in ("a", "b"):
+        train_classifier(data, tmp_path / d, preset="tiny", steps=2, log=lambda s: None)
+    wa, wb = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("a", "b"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert "jazz" in model.style_names
     x = torch.randn(2, SR) * 0.1
     save_model(model, tmp_path / "copy")
