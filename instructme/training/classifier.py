@@ -136,15 +136,20 @@ def evaluate_classifier(model: InstrumentClassifier, dataset: torch.utils.data.D
 
 def format_classifier_report(metrics: dict[str, Any]) -> str:
     """A plain-text table of :func:`evaluate_classifier` results."""
-    lines = [f"{'class':<12} {'F1':>6} {'prec':>6} {'recall':>6} {'support':>8}"]
+    lines = [f"{'class':<12} {'F1':>6} {'prec':>6} {'recall':>6} {'support':>8} {'false+':>7}"]
     for name, v in metrics["per_class"].items():
         if v["support"] == 0 and v["false_positives"] == 0:
             continue
-        lines.append(f"{name:<12} {v['f1']:6.3f} {v['precision']:6.3f} {v['recall']:6.3f} "
-                     f"{v['support']:8d}")
-    lines.append(f"{'macro-F1':<12} {metrics['macro_f1']:6.3f}   ({metrics['items']} mixes)")
-    lines.append(f"{'style acc':<12} {metrics['style_accuracy']:6.3f}   "
-                 f"({metrics['style_items']} mixes with a style)")
+        f1 = f"{v['f1']:6.3f}" if v["support"] else f"{'-':>6}"
+        lines.append(f"{name:<12} {f1} {v['precision']:6.3f} {v['recall']:6.3f} "
+                     f"{v['support']:8d} {v['false_positives']:7d}")
+    lines.append(f"{'macro-F1':<12} {metrics['macro_f1']:6.3f}   ({metrics['items']} mixes; "
+                 "classes with support)")
+    if metrics["style_items"]:
+        lines.append(f"{'style acc':<12} {metrics['style_accuracy']:6.3f}   "
+                     f"({metrics['style_items']} mixes with a style)")
+    else:
+        lines.append(f"{'style acc':<12} {'n/a':>6}   (no mix with a style)")
     return "\n".join(lines)
 
 
