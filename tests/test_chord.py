@@ -151,6 +151,15 @@ def test_learns_synthetic_triads_and_round_trips(tmp_path):
     assert again.labels == MAJMIN_LABELS
 
 
+def test_unlabelled_batch_gives_zero_loss_not_nan():
+    model = ChordRecognizer(ChordConfig.preset("tiny"))
+    x = torch.randn(2, SR) * 0.1
+    y = torch.full((2, model.num_frames(SR)), IGNORE_INDEX)
+    loss, _ = chord_loss(model, (x, y), 0)
+    assert loss.item() == 0.0
+    loss.backward()
+
+
 def test_scoring_is_exact():
     ref = [(0.0, 2.0, "C:maj"), (2.0, 4.0, "A:min7"), (4.0, 5.0, "X")]
     assert score_segments(ref, [(0.0, 2.0, "C:maj"), (2.0, 5.0, "A:min")]) == {

@@ -100,6 +100,8 @@ def chord_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], shift
     audio, targets = batch
     logits = model(audio, shift=shift)  # [B, T, K]
     targets = transpose_index(targets, -shift)
+    if not (targets != IGNORE_INDEX).any():  # cross_entropy would be NaN
+        return logits.sum() * 0.0, {"frame_acc": 0.0}
     loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
                                        ignore_index=IGNORE_INDEX)
     with torch.no_grad():
@@ -150,14 +152,16 @@ def evaluate_transcriber(transcribe: Callable[[np.ndarray, int], Segments],
                          songs: list[SongRef]) -> dict[str, Any]:
     """WCSR (duration-weighted over all songs) of a transcriber on full song mixes."""
     totals: dict[str, list[float]] = {"root": [0.0, 0.0], "majmin": [0.0, 0.0]}
+    scored = 0
     for song in songs:
-        if not song.chords:
+        if not song.chords:  # nothing to score against
             continue
+        scored += 1
         est = transcribe(song_mix(song), song.sample_rate)
         for k, (num, den) in score_segments(reference_segments(song), est).items():
             totals[k][0] += num
             totals[k][1] += den
-    return {"songs": len(songs), "seconds": totals["majmin"][1],
+    return {"songs": scored, "seconds": totals["majmin"][1],
             **{k: (num / den if den > 0 else float("nan")) for k, (num, den) in totals.items()}}
 
 
@@ -179,9 +183,11 @@ def train_chord(data: str | Path, out: str | Path, preset: str = "small",
         mcfg = ChordConfig.from_dict(cfg_d)
     else:
         mcfg = model_config or ChordConfig.preset(preset)
-    train_songs = load_songs(data, ("train",))
+    train_songs = [s for s in load_songs(data, ("train",)) if s.chords]
+    if not train_songs:
+        raise ManifestError(f"{data}: no training song has chord labels")
     try:
-        val_songs = load_songs(data, ("val",), max_songs=tcfg.eval_songs)
+        val_songs = [s for s in load_songs(data, ("val",)) if s.chords][: tcfg.eval_songs]
     except ManifestError:  # a tiny dataset may have no val split
         val_songs = []
     if train_songs[0].sample_rate != mcfg.sample_rate:
