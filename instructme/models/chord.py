@@ -1,9 +1,9 @@
 """Chord recognizer: audio -> per-frame chord probabilities -> chord segments.
 
-InstructME (arXiv 2308.14360, §3.2 "chord-conditioned" editing) conditions the editing U-Net
+InstructME (arXiv 2308.14360, method: chord conditioning) conditions the editing U-Net
 on a chord probability matrix ``P: [T_c, K]`` of the source audio, produced by a chord
 recognizer, so that edits keep the harmony; the same recognizer scores chord recognition
-accuracy (CRA) of the edits (§4).
+accuracy (CRA) of the edits (experiments: evaluation metrics).
 
 Vocabulary (``K = 25``): 12 roots x {maj, min} + ``N`` (no chord), in the order
 ``C:maj .. B:maj, C:min .. B:min, N``. Richer labels map to it by root and third

@@ -1,6 +1,6 @@
 """Instrument-activity and style classifier: the judge of instruction accuracy, and FAD's embedding.
 
-InstructME (arXiv 2308.14360, §4 evaluation) scores edits by whether the instruction was
+InstructME (arXiv 2308.14360, evaluation metrics) scores edits by whether the instruction was
 carried out (add X: X present, remove X: X absent, extract X: only X, replace X with Y,
 remix to a style) and by Fréchet audio distance. No pretrained audio tagger loads offline
 here, so this model is trained on the project's rendered stems: a multi-label head over

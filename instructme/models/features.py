@@ -5,7 +5,7 @@ and log compression, so they run on any device and are part of the model's forwa
 
 - :class:`LogFrequencySpectrogram` — triangular filters centred on equal-tempered pitches
   (``bins_per_semitone`` per semitone), a CQT-like log-frequency spectrogram. It is the input
-  of the chord recognizer (InstructME §3.2, chord-conditioned editing: the chord probability
+  of the chord recognizer (InstructME, method: chord conditioning; the chord probability
   matrix comes from a recognizer on the source audio). A transposition by ``k`` semitones is a
   shift of ``k * bins_per_semitone`` rows, which the chord trainer uses for pitch-shift
   augmentation (the filter bank is built ``margin_semitones`` wider on both sides).

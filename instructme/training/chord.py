@@ -1,6 +1,6 @@
 """Train and evaluate the chord recognizer on rendered songs whose chords are known.
 
-Training data (InstructME §3.2 needs a chord recognizer for the source audio): crops of
+Training data (InstructME, method: chord conditioning of the source audio): crops of
 songs from a dataset folder, mixed from random stem subsets with random gains
 (:mod:`instructme.training.stem_mixes`); frame targets are the score's chord labels mapped to
 maj/min/N (:func:`~instructme.models.chord.chord_to_index`). Each batch is transposed by a

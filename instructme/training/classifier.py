@@ -1,6 +1,6 @@
 """Train and evaluate the instrument-activity / style classifier on rendered stems.
 
-Examples (InstructME §4: the instruction-accuracy judge) are crops of songs mixed from
+Examples (InstructME evaluation: the instruction-accuracy judge) are crops of songs mixed from
 1..all of their stem slots (a slot may sound as its re-instrumented ``replace`` variant),
 with random gains (:mod:`instructme.training.stem_mixes`). Instrument targets are the
 classes of the included stems that are active in the crop; the style target is the song's
