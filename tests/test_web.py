@@ -104,6 +104,7 @@ def test_upload_edit_download_and_chain(studio) -> None:
     assert job["step"] == job["total"] == 3  # sampler progress reached the end
     result = job["result"]
     assert result["parent"] == item["id"] and result["instruction"] == "remove the drums"
+    assert result["name"] == "My Song - remove the drums.wav"
     status, headers, data = client.request("GET", result["audio_url"] + "?download=1")
     assert status == 200 and headers["content-disposition"].startswith("attachment")
     y, sr = sf.read(io.BytesIO(data))
@@ -118,6 +119,7 @@ def test_upload_edit_download_and_chain(studio) -> None:
     assert job2["state"] == "done", job2["error"]
     assert job2["task"] == "multiround" and len(job2["args"]["rounds"]) == 2
     assert job2["total"] == 4 and job2["result"]["parent"] == result["id"]
+    assert job2["result"]["name"] == "My Song - add a piano then remix it as jazz.wav"
 
 
 def test_example_is_loaded_by_name(studio) -> None:
@@ -290,6 +292,44 @@ def test_store_sweeps_by_age_and_keeps_busy_clips(tmp_path: Path) -> None:
             store.get(bad)
     store.close()
     assert not (tmp_path / "s").exists()
+
+
+def test_stale_studio_folders_of_dead_servers_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from instructme.web.store import remove_stale_roots
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    for name, owner in (("instructme-web-dead", dead), ("instructme-web-live", str(os.getppid())),
+                        ("instructme-web-noowner", None), ("other-dead", dead)):
+        (tmp_path / name).mkdir()
+        if owner is not None:
+            (tmp_path / name / "owner.pid").write_text(owner + "\n")
+    assert remove_stale_roots(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "instructme-web-live", "instructme-web-noowner", "other-dead"]
+
+
+def test_spectrogram_levels_and_png(tmp_path: Path) -> None:
+    from instructme.web.spectrogram import log_frequency_image, power_db, render_png
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    x = np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)  # full-scale sine
+    f, _, db = power_db(x, sr)
+    edges, image = log_frequency_image(f, db)
+    level = image.mean(axis=1)  # [bands]
+    band = int(np.searchsorted(edges, 1000.0)) - 1
+    assert abs(int(level.argmax()) - band) <= 1
+    assert -8.0 < level.max() < 0.0  # about -3 dBFS (half the peak power), window loss
+    assert level[np.searchsorted(edges, 100.0)] < -60 and level[-1] < -60
+    render_png(x, sr, tmp_path / "s.png", width_px=600, height_px=200)
+    with open(tmp_path / "s.png", "rb") as fh:
+        head = fh.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(head[16:20], "big") == 600 and int.from_bytes(head[20:24], "big") == 200
 
 
 def test_is_loopback() -> None:

@@ -41,10 +41,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host}: anyone who can reach this address can "
               "upload audio and run edits (there is no login)", file=sys.stderr)
     app = create_app(pipe, settings)
-    shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"instructme studio: http://{shown}:{args.port}/  (model: {label}; Ctrl-C stops)",
-          file=sys.stderr)
-    serve(app, args.host, args.port, log_level="warning" if args.quiet else "info")
+
+    def announce(url: str) -> None:
+        print(f"instructme studio: {url}/  (model: {label}; Ctrl-C stops)", file=sys.stderr,
+              flush=True)
+
+    serve(app, args.host, args.port, log_level="warning" if args.quiet else "info",
+          announce=announce)
     return 0
 
 

@@ -183,11 +183,12 @@ class EditWorker:
                                 guidance=job.guidance, seed=job.seed, sampler=job.sampler,
                                 progress=progress)
             source = self.store.get(job.audio_id)
-            stem = source.name.rsplit(".", 1)[0]
-            name = safe_name(f"{stem}-{job.instruction[:40]}.wav")
+            origin = source.origin or source.name
+            name = safe_name(f"{origin.rsplit('.', 1)[0]} - {job.instruction[:40]}.wav")
             item = self.store.add_array(np.asarray(res.audio, dtype=np.float32).reshape(-1),
                                         res.sample_rate, name, kind="result",
-                                        parent=job.audio_id, instruction=job.instruction)
+                                        parent=job.audio_id, instruction=job.instruction,
+                                        origin=origin)
         except KeyError:
             job.state, job.error = "error", "the source clip has expired; upload it again"
         except InstructMEError as e:

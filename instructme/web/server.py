@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import uvicorn
@@ -44,10 +45,18 @@ def _config(app: FastAPI, log_level: str) -> uvicorn.Config:
                           timeout_graceful_shutdown=5)
 
 
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 7860,
-          log_level: str = "info") -> None:
-    """Serve ``app`` until interrupted (Ctrl-C / SIGTERM shut it down cleanly)."""
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 7860, log_level: str = "info",
+          announce: Callable[[str], None] | None = None) -> None:
+    """Serve ``app`` until interrupted (Ctrl-C / SIGTERM shut it down cleanly);
+    ``announce(url)`` is called once the port is bound (``port=0`` picks a free one)."""
     sock = _bind(host, port)
+    if announce is not None:
+        announce(url_of(sock))
     try:
         uvicorn.Server(_config(app, log_level)).run(sockets=[sock])
     finally:
@@ -84,6 +93,4 @@ def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
             sock.close()
             raise RuntimeError("the web server did not start")
         time.sleep(0.02)
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return RunningServer(f"http://{shown}:{bound_port}", server, thread, sock)
+    return RunningServer(url_of(sock), server, thread, sock)

@@ -15,6 +15,8 @@ from scipy.signal import spectrogram
 
 #: Colour scale of every picture, in dB relative to full scale.
 DB_RANGE = (-100.0, -5.0)
+#: Lowest frequency drawn (the axis is logarithmic).
+MIN_HZ = 30.0
 
 
 def power_db(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,22 +32,44 @@ def power_db(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, n
     return f, t, 10.0 * np.log10(np.maximum(s, 1e-12))
 
 
+def log_frequency_image(f: np.ndarray, db: np.ndarray, rows: int = 256, max_cols: int = 1200
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Resample ``db: [F, T]`` (bins at ``f: [F]`` Hz) onto ``rows`` log-spaced bands from
+    :data:`MIN_HZ` to the top bin, taking the loudest bin of each band, and max-pool time to
+    at most ``max_cols`` columns -> ``(band edges [rows + 1] Hz, image [rows, T'])``."""
+    edges = np.geomspace(MIN_HZ, f[-1], rows + 1)
+    first = np.searchsorted(f, edges[:-1]).clip(max=len(f) - 1)  # [rows], non-decreasing
+    # Band i is max(db[first[i]:first[i+1]]) (the last runs to the top); a band with no bin
+    # of its own (low frequencies) repeats the bin above it.
+    image = np.maximum.reduceat(db, first, axis=0)
+    hop = int(np.ceil(image.shape[1] / max_cols))
+    if hop > 1:
+        pad = (-image.shape[1]) % hop
+        image = np.pad(image, ((0, 0), (0, pad)), mode="edge")
+        image = image.reshape(rows, -1, hop).max(axis=2)
+    return edges, image
+
+
 def render_png(x: np.ndarray, sample_rate: int, path: str | os.PathLike[str],
                width_px: int = 720, height_px: int = 220) -> None:
-    """Write the spectrogram of ``x: [N]`` (mono, ``sample_rate`` Hz) as a PNG at ``path``."""
+    """Write the spectrogram of ``x: [N]`` (mono, ``sample_rate`` Hz) as a PNG at ``path``
+    (log-frequency axis from :data:`MIN_HZ`, fixed dBFS colour scale :data:`DB_RANGE`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    f, t, db = power_db(x, sample_rate)
+    f, _, db = power_db(x, sample_rate)
+    edges, image = log_frequency_image(f, db)
     dpi = 100
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.07, 0.2, 0.92, 0.76))
-    seconds = len(x) / sample_rate
-    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=DB_RANGE[0],
-              vmax=DB_RANGE[1], extent=(0.0, max(seconds, 1e-3), 0.0, f[-1] / 1000.0),
-              interpolation="nearest")
+    ax = fig.add_axes((0.08, 0.2, 0.91, 0.76))
+    seconds = max(len(x) / sample_rate, 1e-3)
+    lo, hi = np.log10(edges[0]), np.log10(edges[-1])
+    ax.imshow(image, origin="lower", aspect="auto", cmap="magma", vmin=DB_RANGE[0],
+              vmax=DB_RANGE[1], extent=(0.0, seconds, lo, hi), interpolation="nearest")
+    ticks = [t for t in (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000) if t < edges[-1]]
+    ax.set_yticks(np.log10(ticks), [f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
     ax.set_xlabel("time (s)", fontsize=8)
-    ax.set_ylabel("kHz", fontsize=8)
+    ax.set_ylabel("Hz", fontsize=8)
     ax.tick_params(labelsize=7)
     fig.savefig(os.fspath(path), format="png", dpi=dpi)

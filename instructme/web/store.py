@@ -4,7 +4,8 @@ Every clip is decoded once (:func:`instructme.audio.load`, mono, the file's own 
 kept as a 16-bit WAV named by a random id. Clients only ever name clips by id: an id is
 checked against ``[0-9a-f]{32}`` and looked up in a table, so no path a client sends is ever
 joined onto the folder (no path traversal). Clips unused for ``max_age_s`` are swept; the
-whole folder is removed by :meth:`AudioStore.close` (the server calls it on exit).
+whole folder is removed by :meth:`AudioStore.close` (the server calls it on exit), and a
+folder left behind by a killed server is removed by the next one to start.
 """
 
 from __future__ import annotations
@@ -27,6 +28,39 @@ from instructme.errors import AudioError
 
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+ROOT_PREFIX = "instructme-web-"
+OWNER_FILE = "owner.pid"
+
+
+def remove_stale_roots(parent: str | os.PathLike[str] | None = None) -> int:
+    """Remove studio folders (``instructme-web-*`` in the temporary directory) whose owning
+    process is gone (a server that was killed and could not clean up); returns how many."""
+    base = Path(parent if parent is not None else tempfile.gettempdir())
+    removed = 0
+    for d in base.glob(ROOT_PREFIX + "*"):
+        try:
+            if d.is_symlink() or not d.is_dir() or d.stat().st_uid != os.getuid():
+                continue
+            pid = int((d / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def new_id() -> str:
@@ -59,12 +93,14 @@ class AudioItem:
     last_used: float
     parent: str | None = None
     instruction: str | None = None
+    origin: str | None = None  # name of the upload/example a chain of edits started from
 
     def public(self) -> dict[str, Any]:
         """What the API shows (never the path)."""
         return {"id": self.id, "name": self.name, "sample_rate": self.sample_rate,
                 "seconds": round(self.seconds, 3), "kind": self.kind, "parent": self.parent,
-                "instruction": self.instruction, "audio_url": f"/api/audio/{self.id}",
+                "instruction": self.instruction, "origin": self.origin or self.name,
+                "audio_url": f"/api/audio/{self.id}",
                 "spectrogram_url": f"/api/audio/{self.id}/spectrogram.png"}
 
 
@@ -73,7 +109,9 @@ class AudioStore:
 
     def __init__(self, root: str | os.PathLike[str] | None = None, max_age_s: float = 3600.0):
         if root is None:
-            self.root = Path(tempfile.mkdtemp(prefix="instructme-web-"))
+            remove_stale_roots()
+            self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+            (self.root / OWNER_FILE).write_text(f"{os.getpid()}\n")
         else:
             self.root = Path(root)
             self.root.mkdir(parents=True, exist_ok=True)
@@ -107,7 +145,8 @@ class AudioStore:
         return self.add_array(x, sr, shown, kind=kind)
 
     def add_array(self, x: np.ndarray, sample_rate: int, name: str, kind: str,
-                  parent: str | None = None, instruction: str | None = None) -> AudioItem:
+                  parent: str | None = None, instruction: str | None = None,
+                  origin: str | None = None) -> AudioItem:
         """Keep ``x: [N]`` (float, mono) as a new clip."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 1 or x.size == 0:
@@ -117,7 +156,8 @@ class AudioStore:
         audio.save(path, np.clip(x, -1.0, 1.0), int(sample_rate))
         now = time.time()
         item = AudioItem(item_id, safe_name(name), path, int(sample_rate),
-                         x.size / float(sample_rate), kind, now, now, parent, instruction)
+                         x.size / float(sample_rate), kind, now, now, parent, instruction,
+                         origin)
         with self._lock:
             self._check_open()
             self._items[item_id] = item
