@@ -271,6 +271,30 @@ def test_full_queue_is_refused(pipe: GatedPipeline, tmp_path: Path) -> None:
     assert not (tmp_path / "store").exists()  # the temporary folder goes on shutdown
 
 
+def test_server_sweeps_old_clips_and_rejects_malformed_forms(pipe: GatedPipeline,
+                                                              tmp_path: Path) -> None:
+    app = create_app(pipe, StudioSettings(max_age_s=0.3, sweep_every_s=0.1,
+                                          store_root=tmp_path / "store"))
+    server = start_in_thread(app)
+    client = Client(server.url)
+    try:
+        item = _upload_ok(client)
+        assert client.request("GET", item["audio_url"])[0] == 200
+        deadline = time.monotonic() + 10  # each use restarts the clip's age: don't look
+        while list((tmp_path / "store").glob("*.wav")):
+            assert time.monotonic() < deadline, "the clip was never swept"
+            time.sleep(0.1)
+        assert client.request("GET", item["audio_url"])[0] == 404
+        status, _, out = client.request("POST", "/api/upload", b"--x\r\ngarbage",
+                                        {"Content-Type": "multipart/form-data; boundary=x"})
+        assert 400 <= status < 500 and b"error" in out
+        status, _, out = client.request("POST", "/api/upload", b'{"file": "a"}',
+                                        {"Content-Type": "application/json"})
+        assert status == 400 and b"no file" in out
+    finally:
+        server.stop()
+
+
 def test_store_sweeps_by_age_and_keeps_busy_clips(tmp_path: Path) -> None:
     store = AudioStore(tmp_path / "s", max_age_s=60)
     x = np.zeros(1600, np.float32)

@@ -76,6 +76,8 @@ function render() {
     $("download").setAttribute("download", next.audio.name);
   }
   $("run").disabled = state.busy || !source;
+  $("file").disabled = state.busy;  // a new source mid-edit would mix up the rounds
+  $("load-example").disabled = state.busy || !(state.info && state.info.examples.length);
   const list = $("history");
   list.replaceChildren();
   state.rounds.forEach((round, k) => {
