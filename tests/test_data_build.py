@@ -94,3 +94,14 @@ def test_deterministic_across_runs_and_worker_counts(tmp_path):
     build_dataset(tmp_path / "b", preset="custom", workers=2, seed=5, quiet=True, config=cfg)
     a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
     assert a == b and any(k.endswith(".flac") for k in a)
+
+
+def test_plan_has_one_job_per_song():
+    # The corpus holds some pieces in two formats; two jobs for one song id would race.
+    from instructme.data.build import plan_jobs
+    from instructme.data.corpus import song_id_for
+
+    jobs = plan_jobs(DataConfig.preset("small"), seed=0)
+    corpus = [song_id_for(j["path"]) for j in jobs if j["kind"] == "corpus"]
+    groups = [j["group"] for j in jobs if j["kind"] == "arranger"]
+    assert len(corpus) == len(set(corpus)) > 250 and len(groups) == len(set(groups)) == 300

@@ -44,10 +44,16 @@ def safe_name(text: str) -> str:
 def plan_jobs(cfg: DataConfig, seed: int) -> list[dict[str, Any]]:
     """The deterministic list of render jobs for a preset and seed."""
     from instructme.data.arranger import STYLES
-    from instructme.data.corpus import list_corpus_pieces
+    from instructme.data.corpus import list_corpus_pieces, song_id_for
 
     rng = np.random.default_rng(seed)
     pieces = list_corpus_pieces(limit=cfg.corpus_pieces, seed=seed) if cfg.corpus_pieces else []
+    # The corpus holds some pieces twice (e.g. .krn and .mxl): one job per song id, or two
+    # workers would write the same song folder.
+    unique: dict[str, str] = {}
+    for p in pieces:
+        unique.setdefault(song_id_for(p), p)
+    pieces = list(unique.values())
     jobs: list[dict[str, Any]] = [
         {"key": f"corpus-{safe_name(p)}", "kind": "corpus", "path": p, "seed": seed * 100_003 + i}
         for i, p in enumerate(pieces)
@@ -268,7 +274,7 @@ def build_dataset(out: str | Path, preset: str = "small", workers: int | None = 
             pool.close()
             pool.join()
     render_wall = time.perf_counter() - t0
-    song_ids = [s for r in results for s in r.get("songs", [])]
+    song_ids = sorted({s for r in results for s in r.get("songs", [])})
     failed = [r for r in results if r.get("error")]
     if not song_ids:
         raise InstructMEError(f"{root}: no song could be rendered")
