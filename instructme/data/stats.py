@@ -95,7 +95,7 @@ def format_stats(s: dict[str, Any]) -> str:
         f"{format_hours(s['stem_hours'])} of stems",
     ]
     if s.get("build_wall_seconds"):
-        lines.append(f"built in {s['build_wall_seconds']:.0f} s")
+        lines.append(f"last build run: {s['build_wall_seconds']:.0f} s")
     lines += _table("source material by split (songs never share a split)", s["hours_by_split"])
     lines += _table("source material by origin", s["hours_by_source"])
     lines += _table("source material by style", s["hours_by_style"])
