@@ -24,7 +24,6 @@ guidance and sampler).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -36,16 +35,34 @@ from typing import Any
 import numpy as np
 import torch
 
+from instructme.diffusion import EditorDenoiser, classifier_free_guidance
 from instructme.errors import CheckpointError, InstructionError, InstructMEError
+from instructme.pipeline_folder import (
+    DEFAULTS,
+    MODEL_ENV,
+    PIPELINE_JSON,
+    check_components,
+    default_model_dir,
+    missing_model_message,
+    read_pipeline_json,
+    write_pipeline_folder,
+)
 
-FORMAT = "instructme-pipeline"
-FORMAT_VERSION = 1
-PIPELINE_JSON = "pipeline.json"
+__all__ = ["EditPipeline", "EditResult", "Round", "build_tiny_pipeline", "check_output_path",
+           "default_model_dir", "edit", "load_pipeline", "plan_rounds", "read_pipeline_json",
+           "write_pipeline_folder", "MODEL_ENV"]
+
 #: Sampler names accepted by :meth:`EditPipeline.__call__` -> :mod:`instructme.diffusion` names.
 SAMPLERS: dict[str, str] = {"dpm": "dpmsolver++", "dpmsolver++": "dpmsolver++",
                             "ddim": "ddim", "ddpm": "ddpm"}
 MAX_STEPS = 1000
-DEFAULTS: dict[str, Any] = {"steps": 50, "guidance": 3.0, "sampler": "dpm"}
+
+#: On CPU, guidance runs the conditional and unconditional U-Net passes one after the other
+#: (two batches of 1) from this many latent frames on, else as one batch of 2. Measured with
+#: the small editor on one core: a batch of 2 is faster for short inputs (10 s: 66 vs 85
+#: ms/step) and slower for long ones (5 min: 1.64 vs 1.45 s/step, as its activations no
+#: longer fit the caches); the two meet near 3000 frames (~1.6 min at 31.25 frames/s).
+SPLIT_GUIDANCE_FRAMES = 3000
 
 Progress = Callable[[int, int], None]
 
@@ -126,7 +143,7 @@ class EditPipeline:
 
         if isinstance(text_config, dict):
             text_config = TextEncoderConfig.from_dict(text_config)
-        _check_components(vae, chord, editor, text_config)
+        check_components(vae, chord, editor, text_config)
         self.device = _device(device)
         self.vae = vae.to(self.device).eval()
         self.chord = chord.to(self.device).eval() if chord is not None else None
@@ -280,8 +297,6 @@ class EditPipeline:
     def _edit_mono(self, x: np.ndarray, text: str, steps: int, guidance: float, seed: int,
                    sampler: str, progress: Progress) -> tuple[np.ndarray, dict[str, float]]:
         """One edit of mono model-rate audio ``x: [N]`` -> ``([N], stage timings)``."""
-        from instructme.diffusion import EditorDenoiser
-
         timings: dict[str, float] = {}
         t = time.perf_counter()
         src = torch.from_numpy(x)[None].to(self.device)  # [1, N]
@@ -299,7 +314,9 @@ class EditPipeline:
         mask = mask.to(self.device)
         timings["text"] = time.perf_counter() - t
         t = time.perf_counter()
-        denoiser = EditorDenoiser(self.editor, z_src, tokens, mask, chords, guidance)
+        split = self.device.type == "cpu" and z_src.shape[-1] >= SPLIT_GUIDANCE_FRAMES
+        denoiser = (SequentialGuidance if split else EditorDenoiser)(
+            self.editor, z_src, tokens, mask, chords, guidance)
         gen = torch.Generator().manual_seed(seed)
         z = self.diffusion.sample(denoiser, tuple(z_src.shape), sampler=sampler, steps=steps,
                                   generator=gen, device=self.device, callback=progress)
@@ -310,88 +327,27 @@ class EditPipeline:
         return y.float().cpu().numpy(), timings
 
 
+class SequentialGuidance(EditorDenoiser):
+    """:class:`~instructme.diffusion.EditorDenoiser` with the conditional and the unconditional
+    (instruction fully masked) passes run one after the other, each ``[1, C, T]``."""
+
+    def __call__(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.text is None or self.scale == 1.0:
+            return super().__call__(z_t, t)
+        mask = self.text_mask
+        if mask is None:
+            mask = torch.ones(self.text.shape[:2], dtype=torch.bool, device=z_t.device)
+        cond = self.model(z_t, t, self.z_src, self.text, mask, self.chords)
+        uncond = self.model(z_t, t, self.z_src, self.text, torch.zeros_like(mask), self.chords)
+        return classifier_free_guidance(cond, uncond, self.scale)
+
+
 def _sum_timings(results: list[EditResult]) -> dict[str, float]:
     out: dict[str, float] = {}
     for r in results:
         for k, v in r.timings.items():
             out[k] = out.get(k, 0.0) + v
     return out
-
-
-def _check_components(vae: Any, chord: Any | None, editor: Any, text_config: Any) -> None:
-    """The models must agree on latents, rates, chords and text (else CheckpointError)."""
-    vc, ec = vae.config, editor.config
-    if int(vc.latent_channels) != int(ec.latent_channels):
-        raise CheckpointError(f"the VAE has {vc.latent_channels} latent channels, the editor "
-                              f"{ec.latent_channels}")
-    if abs(float(vc.latent_rate) - float(ec.latent_rate)) > 1e-6:
-        raise CheckpointError(f"the VAE's latent rate is {vc.latent_rate} Hz, the editor's "
-                              f"{ec.latent_rate} Hz")
-    if ec.chord_conditioning:
-        if chord is None:
-            raise CheckpointError("the editor is chord-conditioned but no chord model is given")
-        if int(chord.config.sample_rate) != int(vc.sample_rate):
-            raise CheckpointError(f"the chord model is {chord.config.sample_rate} Hz, the VAE "
-                                  f"{vc.sample_rate} Hz")
-        if abs(float(chord.frame_rate) - float(ec.chord_rate)) > 1e-6:
-            raise CheckpointError(f"the chord model gives {chord.frame_rate} frames/s, the "
-                                  f"editor expects {ec.chord_rate}")
-        if len(chord.labels) != int(ec.chord_classes):
-            raise CheckpointError(f"the chord model has {len(chord.labels)} classes, the editor "
-                                  f"expects {ec.chord_classes}")
-    if text_config.kind != ec.text_encoder:
-        raise CheckpointError(f"the editor was trained with the {ec.text_encoder} text encoder, "
-                              f"the pipeline names {text_config.kind}")
-
-
-def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, editor: Any,
-                          text_config: Any, defaults: dict[str, Any] | None = None) -> Path:
-    """Write a pipeline folder from models (checked to fit together) without loading the
-    text encoder; ``pipeline.json`` is written last, so a folder without it is incomplete."""
-    from instructme.checkpoint import save_model
-    from instructme.fileio import atomic_write_json
-    from instructme.models.text import TextEncoderConfig
-
-    if isinstance(text_config, dict):
-        text_config = TextEncoderConfig.from_dict(text_config)
-    _check_components(vae, chord, editor, text_config)
-    root = Path(directory)
-    (root / PIPELINE_JSON).unlink(missing_ok=True)
-    save_model(vae, root / "vae")
-    if chord is not None:
-        save_model(chord, root / "chord")
-    save_model(editor, root / "editor")
-    text = text_config.to_dict()
-    text.pop("cache_size", None)
-    atomic_write_json(root / PIPELINE_JSON, {
-        "format": FORMAT, "version": FORMAT_VERSION, "sample_rate": int(vae.config.sample_rate),
-        "text_encoder": text, "defaults": {**DEFAULTS, **(defaults or {})},
-        "chord": chord is not None})
-    return root
-
-
-def read_pipeline_json(directory: str | Path) -> dict[str, Any]:
-    """``DIR/pipeline.json``, checked (format, version, required keys)."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise CheckpointError(f"{root}: pipeline folder not found")
-    path = root / PIPELINE_JSON
-    if not path.is_file():
-        raise CheckpointError(f"{root}: no {PIPELINE_JSON} (not a pipeline folder: it needs "
-                              f"vae/, chord/, editor/ and {PIPELINE_JSON})")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an instructme pipeline description")
-    if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: pipeline format version {meta.get('version')!r}, this "
-                              f"instructme reads version {FORMAT_VERSION}")
-    for key in ("sample_rate", "text_encoder"):
-        if key not in meta:
-            raise CheckpointError(f"{path}: missing {key!r}")
-    return meta
 
 
 def build_tiny_pipeline(directory: str | Path, seed: int = 0) -> Path:
@@ -430,26 +386,6 @@ def load_pipeline(model: str | Path | EditPipeline | None = None,
     if model is None and not directory.exists():
         raise CheckpointError(missing_model_message(directory))
     return EditPipeline.from_pretrained(directory, device=device)
-
-
-MODEL_ENV = "INSTRUCTME_MODEL"
-
-
-def default_model_dir() -> Path:
-    """``$INSTRUCTME_MODEL`` or the shipped ``models/instructme-small`` of the repository."""
-    import os
-
-    env = os.environ.get(MODEL_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "models" / "instructme-small"
-
-
-def missing_model_message(directory: Path) -> str:
-    return (f"no edit model at {directory}: pass --model DIR (or set {MODEL_ENV}) with a "
-            "pipeline folder, or build one from trained models with 'instructme pipeline "
-            "--vae V --chord C --editor E -o DIR' (train them with 'instructme train vae', "
-            "'train chord', 'train editor')")
 
 
 def edit(path_in: str | Path, instruction: str | Sequence[str], path_out: str | Path, *,

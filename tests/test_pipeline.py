@@ -90,6 +90,22 @@ def test_seed_reproducibility_and_samplers(pipe):
     assert not np.allclose(a.audio, f.audio, atol=1e-5)
 
 
+def test_sequential_guidance_matches_batched(pipe, monkeypatch):
+    """Long inputs on CPU run the two guidance passes one after the other: same result."""
+    import instructme.pipeline as pl
+
+    x = tones(1.0, 16_000)
+    batched = pipe(x, 16_000, "add a piano", steps=STEPS, seed=2).audio
+    monkeypatch.setattr(pl, "SPLIT_GUIDANCE_FRAMES", 1)
+    calls = []
+    forward = pipe.editor.forward
+    monkeypatch.setattr(pipe.editor, "forward", lambda *a: calls.append(a[0].shape[0])
+                        or forward(*a))
+    sequential = pipe(x, 16_000, "add a piano", steps=STEPS, seed=2).audio
+    assert set(calls) == {1}
+    np.testing.assert_allclose(sequential, batched, atol=1e-4 * np.abs(batched).max())
+
+
 def test_progress_callback_counts_every_step(pipe):
     calls: list[tuple[int, int]] = []
     pipe(tones(1.0, 16_000), 16_000, "add strings", steps=4, progress=lambda i, n:

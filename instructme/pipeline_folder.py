@@ -1,0 +1,118 @@
+"""Pipeline folders (InstructME, arXiv 2308.14360: the trained VAE, chord recognizer and
+editor used together at inference).
+
+A pipeline folder holds ``vae/``, ``chord/`` (absent only for an editor without chord
+conditioning) and ``editor/`` (model folders, :mod:`instructme.checkpoint`) and
+``pipeline.json``: format name and version, sample rate, the text encoder's config
+(:class:`~instructme.models.text.TextEncoderConfig` without its cache size), the default
+steps, guidance and sampler. ``pipeline.json`` is written last: a folder without it is
+incomplete. Loading it is :meth:`instructme.pipeline.EditPipeline.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from instructme.errors import CheckpointError
+
+FORMAT = "instructme-pipeline"
+FORMAT_VERSION = 1
+PIPELINE_JSON = "pipeline.json"
+#: Default sampler steps, guidance scale and sampler of a new pipeline folder.
+DEFAULTS: dict[str, Any] = {"steps": 50, "guidance": 3.0, "sampler": "dpm"}
+#: Environment variable naming the default pipeline folder.
+MODEL_ENV = "INSTRUCTME_MODEL"
+
+
+def check_components(vae: Any, chord: Any | None, editor: Any, text_config: Any) -> None:
+    """The models must agree on latents, rates, chords and text (else CheckpointError)."""
+    vc, ec = vae.config, editor.config
+    if int(vc.latent_channels) != int(ec.latent_channels):
+        raise CheckpointError(f"the VAE has {vc.latent_channels} latent channels, the editor "
+                              f"{ec.latent_channels}")
+    if abs(float(vc.latent_rate) - float(ec.latent_rate)) > 1e-6:
+        raise CheckpointError(f"the VAE's latent rate is {vc.latent_rate} Hz, the editor's "
+                              f"{ec.latent_rate} Hz")
+    if ec.chord_conditioning:
+        if chord is None:
+            raise CheckpointError("the editor is chord-conditioned but no chord model is given")
+        if int(chord.config.sample_rate) != int(vc.sample_rate):
+            raise CheckpointError(f"the chord model is {chord.config.sample_rate} Hz, the VAE "
+                                  f"{vc.sample_rate} Hz")
+        if abs(float(chord.frame_rate) - float(ec.chord_rate)) > 1e-6:
+            raise CheckpointError(f"the chord model gives {chord.frame_rate} frames/s, the "
+                                  f"editor expects {ec.chord_rate}")
+        if len(chord.labels) != int(ec.chord_classes):
+            raise CheckpointError(f"the chord model has {len(chord.labels)} classes, the editor "
+                                  f"expects {ec.chord_classes}")
+    if text_config.kind != ec.text_encoder:
+        raise CheckpointError(f"the editor was trained with the {ec.text_encoder} text encoder, "
+                              f"the pipeline names {text_config.kind}")
+
+
+def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, editor: Any,
+                          text_config: Any, defaults: dict[str, Any] | None = None) -> Path:
+    """Write a pipeline folder from models (checked to fit together) without loading the
+    text encoder; ``pipeline.json`` is written last, so a folder without it is incomplete."""
+    from instructme.checkpoint import save_model
+    from instructme.fileio import atomic_write_json
+    from instructme.models.text import TextEncoderConfig
+
+    if isinstance(text_config, dict):
+        text_config = TextEncoderConfig.from_dict(text_config)
+    check_components(vae, chord, editor, text_config)
+    root = Path(directory)
+    (root / PIPELINE_JSON).unlink(missing_ok=True)
+    save_model(vae, root / "vae")
+    if chord is not None:
+        save_model(chord, root / "chord")
+    save_model(editor, root / "editor")
+    text = text_config.to_dict()
+    text.pop("cache_size", None)
+    atomic_write_json(root / PIPELINE_JSON, {
+        "format": FORMAT, "version": FORMAT_VERSION, "sample_rate": int(vae.config.sample_rate),
+        "text_encoder": text, "defaults": {**DEFAULTS, **(defaults or {})},
+        "chord": chord is not None})
+    return root
+
+
+def read_pipeline_json(directory: str | Path) -> dict[str, Any]:
+    """``DIR/pipeline.json``, checked (format, version, required keys)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise CheckpointError(f"{root}: pipeline folder not found")
+    path = root / PIPELINE_JSON
+    if not path.is_file():
+        raise CheckpointError(f"{root}: no {PIPELINE_JSON} (not a pipeline folder: it needs "
+                              f"vae/, chord/, editor/ and {PIPELINE_JSON})")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an instructme pipeline description")
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: pipeline format version {meta.get('version')!r}, this "
+                              f"instructme reads version {FORMAT_VERSION}")
+    for key in ("sample_rate", "text_encoder"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: missing {key!r}")
+    return meta
+
+
+def default_model_dir() -> Path:
+    """``$INSTRUCTME_MODEL`` or the shipped ``models/instructme-small`` of the repository."""
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "models" / "instructme-small"
+
+
+def missing_model_message(directory: Path) -> str:
+    return (f"no edit model at {directory}: pass --model DIR (or set {MODEL_ENV}) with a "
+            "pipeline folder, or build one from trained models with 'instructme pipeline "
+            "--vae V --chord C --editor E -o DIR' (train them with 'instructme train vae', "
+            "'train chord', 'train editor')")
