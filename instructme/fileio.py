@@ -58,3 +58,20 @@ def atomic_write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str,
             f.write(json.dumps(rec, sort_keys=True) + "\n")
             n += 1
     return n
+
+
+def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Move the finished folder ``src`` onto ``dst`` (e.g. a training state written beside it).
+
+    The old ``dst`` is renamed aside first and removed last, so a crash leaves either the old
+    or the new folder in place, never a half-written one.
+    """
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    old = dst.with_name(dst.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        dst.rename(old)
+    src.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)

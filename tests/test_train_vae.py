@@ -170,3 +170,15 @@ def test_real_recordings_are_cut_into_clips(tmp_path: Path) -> None:
     clips = real_clips([tmp_path / "rec.wav"], 1.0, SR, limit=5)
     assert [name for name, _ in clips] == ["rec-0"]
     assert clips[0][1].shape == (SR,)
+
+
+def test_replace_dir_swaps_folders(tmp_path: Path) -> None:
+    from instructme.fileio import replace_dir
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "a").write_text("old")
+    (tmp_path / "state.tmp").mkdir()
+    (tmp_path / "state.tmp" / "a").write_text("new")
+    replace_dir(tmp_path / "state.tmp", tmp_path / "state")
+    assert (tmp_path / "state" / "a").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]

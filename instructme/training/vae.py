@@ -29,7 +29,7 @@ from torch import nn
 from instructme.checkpoint import save_model
 from instructme.config import Config
 from instructme.errors import CheckpointError, ManifestError
-from instructme.fileio import atomic_write_json, atomic_write_jsonl
+from instructme.fileio import atomic_write_json, atomic_write_jsonl, replace_dir
 from instructme.models.discriminator import (
     Discriminator,
     DiscriminatorConfig,
@@ -209,12 +209,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
         atomic_write_json(tmp / "train_config.json", cfg.to_dict())
         atomic_write_json(tmp / "vae_config.json", vae_cfg.to_dict())
         atomic_write_json(tmp / "disc_config.json", disc_cfg.to_dict())
-        old = out / "state.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if state_dir.exists():
-            state_dir.rename(old)
-        tmp.rename(state_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, state_dir)
         export_model(accelerator.unwrap_model(vae), ema, scale_batch, out, step)
         plot_losses(out / "logs.jsonl", out / "loss.png")
 
