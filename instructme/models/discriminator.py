@@ -42,6 +42,18 @@ class DiscriminatorConfig(Config):
     }
 
 
+def _conv_stack(convs: nn.ModuleList, out: nn.Module, h: torch.Tensor
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack then the output conv: ``(logits [B, *], per-layer features)``."""
+    feats = []
+    for conv in convs:
+        h = F.leaky_relu(conv(h), 0.1)
+        feats.append(h)
+    h = out(h)
+    feats.append(h)
+    return h.flatten(1), feats
+
+
 class STFTDiscriminator(nn.Module):
     """One resolution: ``x: [B, 1, N]`` -> log-magnitude ``[B, 1, T, F]`` -> 2-D conv stack."""
 
@@ -63,13 +75,7 @@ class STFTDiscriminator(nn.Module):
         spec = torch.stft(x[:, 0], self.n_fft, self.n_fft // 4, window=self.window,
                           return_complex=True).abs()
         h = torch.log(spec + 1e-5).transpose(1, 2)[:, None]  # [B, 1, T, F]
-        feats = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), 0.1)
-            feats.append(h)
-        h = self.out(h)
-        feats.append(h)
-        return h.flatten(1), feats
+        return _conv_stack(self.convs, self.out, h)
 
 
 class PeriodDiscriminator(nn.Module):
@@ -90,13 +96,7 @@ class PeriodDiscriminator(nn.Module):
         pad = (-n) % self.period
         h = F.pad(x, (0, pad), mode="reflect" if pad < n else "constant")
         h = h.view(b, 1, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), 0.1)
-            feats.append(h)
-        h = self.out(h)
-        feats.append(h)
-        return h.flatten(1), feats
+        return _conv_stack(self.convs, self.out, h)
 
 
 class Discriminator(nn.Module):
