@@ -19,7 +19,7 @@ instruction (the U-Net's learned null token only), as in training.
 A pipeline folder holds ``vae/``, ``chord/`` (absent only for an editor without chord
 conditioning), ``editor/`` (model folders, :mod:`instructme.checkpoint`) and
 ``pipeline.json`` (format version, sample rate, text encoder config, default steps,
-guidance and sampler).
+guidance and sampler); see :mod:`instructme.pipeline_folder`.
 """
 
 from __future__ import annotations

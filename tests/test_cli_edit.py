@@ -61,7 +61,7 @@ def test_seed_changes_output_and_quiet(model, tmp_path, capsys):
         out = tmp_path / f"o{len(outs)}.wav"
         code, stdout, stderr = run(["edit", str(src), "remove the drums", "-o", str(out),
                                     "--model", model, *STEPS, "--seed", seed, "--quiet",
-                                    "--sampler", "ddim"], capsys)
+                                    "--sampler", "ddim", "--threads", "1"], capsys)
         assert code == 0 and stdout == "" and stderr == ""
         outs.append(sf.read(out)[0])
     assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
@@ -154,7 +154,8 @@ def test_model_folder_errors(model, tmp_path, capsys, monkeypatch):
     code, _, stderr = run(["edit", str(good), "add a piano", "-o", out, "--model",
                            str(broken)], capsys)
     assert code == 2 and "unreadable weights" in stderr and stderr.count("\n") == 1
-    for argv, msg in [(["--steps", "0"], "--steps"), (["--guidance", "-1"], "--guidance")]:
+    for argv, msg in [(["--steps", "0"], "--steps"), (["--guidance", "-1"], "--guidance"),
+                      (["--threads", "0"], "--threads")]:
         code, _, stderr = run(["edit", str(good), "add a piano", "-o", out, "--model", model,
                                *argv], capsys)
         assert code == 2 and msg in stderr

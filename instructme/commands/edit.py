@@ -39,6 +39,12 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     if args.keep_intermediate:
         for k in range(1, len(rounds)):
             check_output_path(args.input, intermediate_path(out, k))
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InstructMEError("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     x, sr = load(args.input, sample_rate=None, mono=False)  # [C, N]
     check(x, sr)  # silence, length: before the model is loaded
     seconds = x.shape[-1] / sr
@@ -130,6 +136,9 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     p.add_argument("--keep-intermediate", action="store_true",
                    help="also write OUT.round1.wav, ... for every round but the last")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (default: torch's; use 1 when other jobs keep the cores "
+                        "busy)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_edit)
 
