@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
 
+from instructme.commands import add_training_arguments, check_training_arguments
 from instructme.errors import InstructMEError
 
 #: Environment variable naming the default chord model folder for ``instructme chords``.
@@ -16,10 +16,7 @@ MODEL_ENV = "INSTRUCTME_CHORD_MODEL"
 def _cmd_train(args: argparse.Namespace) -> int:
     from instructme.training.chord import train_chord
 
-    if args.steps is not None and args.steps < 1:
-        raise InstructMEError("--steps must be at least 1")
-    if not Path(args.data).is_dir():
-        raise InstructMEError(f"{args.data}: dataset folder not found")
+    check_training_arguments(args)
     try:
         metrics = train_chord(args.data, args.out, preset=args.preset, steps=args.steps,
                               resume=args.resume, seed=args.seed)
@@ -93,12 +90,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
                  eval_sub: argparse._SubParsersAction) -> None:
     t = train_sub.add_parser("chord", help="train the chord recognizer on a dataset folder")
-    t.add_argument("--data", required=True, help="dataset folder ('instructme data build')")
-    t.add_argument("--out", required=True, help="model folder to write")
-    t.add_argument("--preset", choices=["tiny", "small", "large"], default="small")
-    t.add_argument("--steps", type=int, default=None, help="override the preset's steps")
-    t.add_argument("--resume", action="store_true", help="continue a run in --out")
-    t.add_argument("--seed", type=int, default=0)
+    add_training_arguments(t)
     t.set_defaults(func=_cmd_train)
 
     c = sub.add_parser("chords", help="print the chords of an audio file",

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from instructme.commands import add_training_arguments, check_training_arguments
 from instructme.errors import InstructMEError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from instructme.training.classifier import format_classifier_report, train_classifier
 
-    if args.steps is not None and args.steps < 1:
-        raise InstructMEError("--steps must be at least 1")
-    if not Path(args.data).is_dir():
-        raise InstructMEError(f"{args.data}: dataset folder not found")
+    check_training_arguments(args)
     try:
         metrics = train_classifier(args.data, args.out, preset=args.preset, steps=args.steps,
                                    resume=args.resume, seed=args.seed)
@@ -60,12 +57,7 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                  eval_sub: argparse._SubParsersAction) -> None:
     t = train_sub.add_parser("classifier",
                              help="train the instrument-activity / style classifier")
-    t.add_argument("--data", required=True, help="dataset folder ('instructme data build')")
-    t.add_argument("--out", required=True, help="model folder to write")
-    t.add_argument("--preset", choices=["tiny", "small", "large"], default="small")
-    t.add_argument("--steps", type=int, default=None, help="override the preset's steps")
-    t.add_argument("--resume", action="store_true", help="continue a run in --out")
-    t.add_argument("--seed", type=int, default=0)
+    add_training_arguments(t)
     t.set_defaults(func=_cmd_train)
 
     e = eval_sub.add_parser("classifier",
