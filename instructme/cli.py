@@ -19,7 +19,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     from instructme.data.build import build_dataset
 
     build_dataset(args.out, preset=args.preset, workers=args.workers, seed=args.seed,
-                  quiet=args.quiet)
+                  quiet=args.quiet, stems=args.from_stems, layout=args.layout)
     return 0
 
 
@@ -41,6 +41,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, default=None, help="render processes (default: cores)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--from-stems", metavar="DIR", default=None,
+                   help="import your own multitrack folder instead of rendering music")
+    b.add_argument("--layout", choices=["auto", "slakh", "musdb", "folder"], default="auto",
+                   help="layout of --from-stems (default: detected)")
     b.set_defaults(func=_cmd_data_build)
 
     s = dsub.add_parser("stats", help="hours per task, instrument, style and split")

@@ -105,3 +105,36 @@ def test_plan_has_one_job_per_song():
     corpus = [song_id_for(j["path"]) for j in jobs if j["kind"] == "corpus"]
     groups = [j["group"] for j in jobs if j["kind"] == "arranger"]
     assert len(corpus) == len(set(corpus)) > 250 and len(groups) == len(set(groups)) == 300
+
+
+def test_build_from_your_own_stems(tmp_path, capsys):
+    """A MUSDB18-style folder becomes a dataset: stems resampled to 16 kHz mono, "other" kept
+    in every mix but never named, triplets for add/remove/extract."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    for split, song in (("train", "Song A"), ("train", "Song B"), ("test", "Song C"),
+                        ("test", "Song D")):
+        d = tmp_path / "musdb" / split / song
+        d.mkdir(parents=True)
+        for k, name in enumerate(("mixture", "drums", "bass", "vocals", "other")):
+            t = np.arange(44_100 * 12) / 44_100
+            x = 0.2 * np.sin(2 * np.pi * (110 * (k + 1)) * t) + 0.01 * rng.standard_normal(t.size)
+            sf.write(d / f"{name}.wav", np.stack([x, x], 1).astype(np.float32), 44_100)
+    out = tmp_path / "mine"
+    assert main(["data", "build", "--from-stems", str(tmp_path / "musdb"), "--preset", "tiny",
+                 "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    song = json.loads((out / "songs" / "Song_A" / "song.json").read_text())
+    assert song["source"] == "stems" and song["sample_rate"] == 16_000
+    assert sorted(s["instrument"] for s in song["stems"].values()) == [
+        "bass", "drums", "other", "vocals"]
+    recs = _records(out)
+    assert {r["task"] for r in recs} >= {"add", "remove", "extract"}
+    for r in recs:
+        assert r["args"].get("instrument") != "other"
+        if r["task"] in ("add", "remove"):
+            assert any(p.endswith("-other.flac") for p in r["source"] + r["target"])
+    # A missing folder is a one-line error.
+    assert main(["data", "build", "--from-stems", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "folder not found" in capsys.readouterr().err

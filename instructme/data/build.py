@@ -41,8 +41,19 @@ def safe_name(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- planning
-def plan_jobs(cfg: DataConfig, seed: int) -> list[dict[str, Any]]:
-    """The deterministic list of render jobs for a preset and seed."""
+def plan_jobs(cfg: DataConfig, seed: int, stems: str | Path | None = None,
+              layout: str = "auto") -> list[dict[str, Any]]:
+    """The deterministic list of render jobs for a preset and seed.
+
+    With ``stems`` (a Slakh2100, MUSDB18 or ``SONG/STEM.wav`` folder) the jobs import those
+    songs instead of rendering the corpus and the arranger.
+    """
+    if stems is not None:
+        from instructme.data.ingest import stem_song_job
+        from instructme.data.stems import load_stems
+
+        return [{"key": f"stems-{safe_name(song.song_id)}", "kind": "stems",
+                 "seed": seed, **stem_song_job(song)} for song in load_stems(stems, layout)]
     from instructme.data.arranger import STYLES
     from instructme.data.corpus import list_corpus_pieces, song_id_for
 
@@ -166,6 +177,15 @@ def run_job(args: tuple[dict[str, Any], str, dict[str, Any]]) -> dict[str, Any]:
     if marker.is_file():
         return {**json.loads(marker.read_text()), "skipped": True}
     t0 = time.perf_counter()
+    if job["kind"] == "stems":
+        from instructme.data.ingest import ingest_song
+
+        d = ingest_song(job, root, cfg, ACTIVITY_HZ)
+        summary = {"key": job["key"], "songs": [d["song_id"]], "seconds": d["duration"],
+                   "stem_seconds": d["duration"] * len(d["stems"]),
+                   "render_seconds": time.perf_counter() - t0}
+        atomic_write_json(marker, summary)
+        return summary
     rng = np.random.default_rng(job["seed"])
     try:
         songs = _songs_for_job(job, cfg)
@@ -220,8 +240,13 @@ def write_manifests(root: Path, cfg: DataConfig, seed: int, song_ids: list[str])
 
 # ----------------------------------------------------------------------------- the command
 def build_dataset(out: str | Path, preset: str = "small", workers: int | None = None,
-                  seed: int = 0, quiet: bool = False, config: DataConfig | None = None) -> dict:
-    """Render + cut triplets into ``out``; resumable; returns the build summary."""
+                  seed: int = 0, quiet: bool = False, config: DataConfig | None = None,
+                  stems: str | Path | None = None, layout: str = "auto") -> dict:
+    """Render + cut triplets into ``out``; resumable; returns the build summary.
+
+    ``stems``: import the user's multitrack folder (``layout`` slakh / musdb / folder / auto)
+    instead of rendering the corpus and the arranger; ``preset`` then sets windows and splits.
+    """
     from instructme.data.render import check_synth
 
     root = Path(out)
@@ -229,12 +254,14 @@ def build_dataset(out: str | Path, preset: str = "small", workers: int | None = 
         cfg = config or DataConfig.preset(preset)
     except ValueError as e:
         raise InstructMEError(str(e)) from None
-    check_synth(cfg.soundfont)
+    if stems is None:
+        check_synth(cfg.soundfont)
     info_path = root / "build.json"
     if info_path.is_file():
         old = json.loads(info_path.read_text())
-        same = (old.get("preset"), old.get("seed"), old.get("config")) == (preset, seed,
-                                                                          cfg.to_dict())
+        stems_key = None if stems is None else str(Path(stems).resolve())
+        same = (old.get("preset"), old.get("seed"), old.get("config"), old.get("stems")) == (
+            preset, seed, cfg.to_dict(), stems_key)
         if not same:
             raise ManifestError(
                 f"{root} was built with preset {old.get('preset')!r} seed {old.get('seed')}; "
@@ -244,11 +271,12 @@ def build_dataset(out: str | Path, preset: str = "small", workers: int | None = 
         raise ManifestError(f"{root}: folder exists and is not an instructme dataset")
     root.mkdir(parents=True, exist_ok=True)
     info = {"preset": preset, "seed": seed, "sample_rate": cfg.sample_rate,
-            "config": cfg.to_dict(), "status": "rendering"}
+            "config": cfg.to_dict(), "status": "rendering",
+            "stems": None if stems is None else str(Path(stems).resolve()), "layout": layout}
     atomic_write_json(info_path, {**json.loads(info_path.read_text()), **info}
                       if info_path.is_file() else info)
 
-    jobs = plan_jobs(cfg, seed)
+    jobs = plan_jobs(cfg, seed, stems, layout)
     workers = max(1, workers or os.cpu_count() or 1)
     t0 = time.perf_counter()
     results, rendered_stem_seconds = [], 0.0

@@ -27,6 +27,8 @@ import numpy as np
 from instructme.data.instructions import make_instruction
 
 TASKS: tuple[str, ...] = ("add", "remove", "extract", "replace", "remix", "multiround")
+#: Instrument name of stems no instruction can name (see :mod:`instructme.data.ingest`).
+UNNAMED = "other"
 
 
 @dataclass
@@ -60,11 +62,17 @@ class SongStems:
                    stems, variants, activity, activity_hz)
 
     def classes(self) -> dict[str, list[str]]:
-        """Instrument class -> stem names of that class (non-variant stems)."""
+        """Instrument class -> stem names of that class (non-variant stems that may be edited:
+        stems of unknown instrument, e.g. MUSDB18's "other", are in every mix but never named)."""
         out: dict[str, list[str]] = {}
         for name, (_, inst) in sorted(self.stems.items()):
-            out.setdefault(inst, []).append(name)
+            if inst != UNNAMED:
+                out.setdefault(inst, []).append(name)
         return out
+
+    def unnamed(self) -> list[str]:
+        """Stems of unknown instrument: always part of the mix, never edited."""
+        return sorted(n for n, (_, inst) in self.stems.items() if inst == UNNAMED)
 
     def path(self, name: str) -> str:
         return self.stems[name][0] if name in self.stems else self.variants[name][0]
@@ -129,11 +137,13 @@ class TripletBuilder:
     def add_remove_extract(self, song: SongStems, task: str,
                            rng: np.random.Generator) -> dict[str, Any] | None:
         classes = song.classes()
-        if len(classes) < 2:
+        if not classes:
             return None
         inst = str(rng.choice(sorted(classes)))
         x = classes[inst]
         rest = [n for n in song.stems if n not in x]
+        if not rest:
+            return None
         start = self._find_window(song, rng, [x, rest])
         if start is None:
             return None
@@ -203,7 +213,8 @@ class TripletBuilder:
         held = [c for c in classes if active[c]]
         if rng.random() < 0.5 and len(held) >= 2:
             state.pop(str(rng.choice(held)))
-        source = [n for names in state.values() for n in names]
+        fixed = song.unnamed()
+        source = fixed + [n for names in state.values() for n in names]
         steps: list[dict[str, Any]] = []
         for _ in range(n_rounds):
             moves: list[tuple[str, str, str | None]] = []
@@ -229,7 +240,7 @@ class TripletBuilder:
                 state.pop(inst)
                 state[new_inst] = [variant]
                 args = {"instrument": inst, "new_instrument": new_inst}
-            target = [n for names in state.values() for n in names]
+            target = fixed + [n for names in state.values() for n in names]
             steps.append({"task": task, "args": args,
                           "instruction": make_instruction(task, args, rng),
                           "target": [song.path(n) for n in sorted(target)]})
