@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from instructme.commands import add_training_arguments, check_training_arguments
@@ -11,6 +12,8 @@ from instructme.errors import InstructMEError
 
 #: Environment variable naming the default chord model folder for ``instructme chords``.
 MODEL_ENV = "INSTRUCTME_CHORD_MODEL"
+#: The chord recognizer committed with the project (used when neither is given).
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "chord-small"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -30,6 +33,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _load_recognizer(spec: str | None) -> Any:
     """A model folder, or ``madmom`` for the pretrained anchor."""
     spec = spec or os.environ.get(MODEL_ENV)
+    if not spec and SHIPPED_MODEL.is_dir():
+        spec = str(SHIPPED_MODEL)
     if not spec:
         raise InstructMEError(f"no chord model: pass --model DIR (or set {MODEL_ENV})")
     if spec == "madmom":
