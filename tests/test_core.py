@@ -78,3 +78,13 @@ def test_atomic_writes_leave_no_temp_files(tmp_path):
         atomic_write_jsonl(tmp_path / "b.jsonl", boom())
     assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 3  # old content kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.jsonl"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    atomic_write_json(tmp_path / "c.json", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "c.json").stat().st_mode) == 0o666 & ~umask
