@@ -36,7 +36,7 @@ from instructme.checkpoint import save_model
 from instructme.config import Config
 from instructme.diffusion import Diffusion
 from instructme.errors import CheckpointError, ManifestError
-from instructme.fileio import atomic_write_json, atomic_write_jsonl
+from instructme.fileio import atomic_write_json, atomic_write_jsonl, replace_dir
 from instructme.models.unet import EditorConfig, EditorUNet
 from instructme.training.editor_cache import LatentCache
 
@@ -260,12 +260,7 @@ def train_editor(cache_dir: str | Path, out_dir: str | Path, preset: str = "smal
             atomic_write_json(tmp / "trainer.json", {"step": step, "cache": str(cache_dir)})
             atomic_write_json(tmp / "train_config.json", cfg.to_dict())
             atomic_write_json(tmp / "editor_config.json", model_cfg.to_dict())
-            old = out / "state.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if state_dir.exists():
-                state_dir.rename(old)
-            tmp.rename(state_dir)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, state_dir)
             ema.store(unwrapped.parameters())
             ema.copy_to(unwrapped.parameters())
             try:
