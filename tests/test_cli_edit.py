@@ -86,6 +86,26 @@ def test_multi_round_then_and_intermediates(model, tmp_path, capsys):
     assert not np.array_equal(sf.read(r2)[0], sf.read(r1)[0])
 
 
+def test_spectrogram_png_has_a_panel_per_round(model, tmp_path, capsys):
+    from PIL import Image
+
+    src = write_tones(tmp_path / "song.wav", sr=16_000)
+    out, png = tmp_path / "out.wav", tmp_path / "plots" / "before_after.png"
+    code, _, _ = run(["edit", str(src), "remove the drums", "-o", str(out), "--model", model,
+                      *STEPS, "--quiet", "--spectrogram", str(png)], capsys)
+    assert code == 0
+    one = Image.open(png).size
+    code, _, _ = run(["edit", str(src), "remove the drums", "--then", "add a piano", "-o",
+                      str(out), "--model", model, *STEPS, "--quiet", "--spectrogram",
+                      str(png)], capsys)
+    two = Image.open(png).size
+    assert code == 0 and one[0] == two[0] and two[1] > one[1] * 1.3  # 3 panels vs 2
+    assert sorted(p.name for p in png.parent.iterdir()) == ["before_after.png"]
+    code, _, err = run(["edit", str(src), "remove the drums", "-o", str(out), "--model", model,
+                        "--spectrogram", str(tmp_path / "x.jpg")], capsys)
+    assert code == 2 and "must be a .png" in err
+
+
 def test_long_input_in_one_pass(model, tmp_path, capsys):
     src = write_tones(tmp_path / "long.wav", seconds=60.0, sr=16_000, channels=1)
     out = tmp_path / "out.wav"

@@ -17,7 +17,12 @@ from instructme.errors import CheckpointError, ManifestError
 from instructme.models.text import TextEncoderConfig, build_text_encoder
 from instructme.models.unet import EditorUNet
 from instructme.training.editor import train_editor
-from instructme.training.editor_cache import LatentCache, build_editor_cache, expand_records
+from instructme.training.editor_cache import (
+    LatentCache,
+    build_editor_cache,
+    expand_records,
+    subset,
+)
 
 SR, HOP, C, CHORD_HOP, K = 16_000, 256, 8, 1600, 25
 STEMS = {"piano": 440.0, "bass": 110.0, "strings": 660.0}
@@ -143,6 +148,25 @@ def test_cache_is_reused_and_refuses_other_models(cache):
     with pytest.raises(ManifestError, match="different settings"):
         build_editor_cache(data, cache, FakeVAE().encode_latents, enc, fake_chords,
                            meta={**META, "vae": {"name": "other"}})
+
+
+def test_cache_subset_is_seeded_and_recorded(tmp_path, cache):
+    enc = build_text_encoder(TextEncoderConfig(kind="hash", dim=64))
+    data = cache.parent / "data"
+    c = build_editor_cache(data, tmp_path / "c", FakeVAE().encode_latents, enc, fake_chords,
+                           meta=META, max_items={"train": 7, "val": 3})
+    tr, full = LatentCache(c, "train"), LatentCache(cache, "train")
+    assert len(tr) == 7 and len(LatentCache(c, "val")) == 3
+    order = [it["id"] for it in full.items]
+    ids = [it["id"] for it in tr.items]
+    assert ids == sorted(ids, key=order.index)  # manifest order kept
+    i = order.index(ids[3])
+    np.testing.assert_array_equal(tr.z_tgt[3], full.z_tgt[i])
+    assert ids == [it["id"] for it in subset(expand_records(
+        [json.loads(x) for x in (data / "manifests/train.jsonl").open()]), 7)]
+    with pytest.raises(ManifestError, match="different settings"):
+        build_editor_cache(data, c, FakeVAE().encode_latents, enc, fake_chords, meta=META,
+                           max_items={"train": 8})
 
 
 def test_empty_validation_manifest(tmp_path, cache):

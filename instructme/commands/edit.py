@@ -39,6 +39,12 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     if args.keep_intermediate:
         for k in range(1, len(rounds)):
             check_output_path(args.input, intermediate_path(out, k))
+    if args.spectrogram is not None:
+        png = Path(args.spectrogram)
+        if png.suffix.lower() != ".png" or png.is_dir():
+            raise InstructMEError(f"{png}: --spectrogram must be a .png file name")
+        if png.resolve() in (Path(args.input).resolve(), out.resolve()):
+            raise InstructMEError(f"{png}: --spectrogram would overwrite an audio file")
     if args.threads is not None:
         if args.threads < 1:
             raise InstructMEError("--threads must be at least 1")
@@ -87,12 +93,36 @@ def _cmd_edit(args: argparse.Namespace) -> int:
             written.append(save(path, r.audio, r.sample_rate))
         except OSError as e:  # disk full, permissions, ...: the old file is left as it was
             raise InstructMEError(f"{path}: could not write ({e.strerror or e})") from None
+    if args.spectrogram is not None:
+        _write_spectrogram(Path(args.spectrogram), x, sr, results, Path(args.input).name)
     if not args.quiet:
         extra = f" (+ {len(written) - 1} intermediate)" if len(written) > 1 else ""
         print(f"wrote {out}{extra}: {len(results)} edit(s) of {seconds:.1f} s of audio in "
               f"{edit_s:.1f} s, real-time factor {edit_s / seconds:.2f} "
               f"(model loaded in {load_s:.1f} s)")
     return 0
+
+
+def _write_spectrogram(path: Path, x: Any, sr: int, results: list[Any], name: str) -> None:
+    """Before/after spectrograms (mono downmix of ``x: [C, N]``), one panel per round."""
+    import numpy as np
+
+    from instructme.fileio import atomic_path
+    from instructme.web.spectrogram import render_comparison_png
+
+    def mono(a: Any) -> Any:
+        a = np.asarray(a, dtype=np.float32)
+        return a if a.ndim == 1 else a.mean(axis=0)
+
+    panels = [(f"before: {name}", mono(x))]
+    many = len(results) > 1
+    panels += [(f"after{f' round {k}' if many else ''}: \"{r.instruction}\"", mono(r.audio))
+               for k, r in enumerate(results, start=1)]
+    try:
+        with atomic_path(path) as tmp:
+            render_comparison_png(panels, sr, tmp)
+    except OSError as e:
+        raise InstructMEError(f"{path}: could not write ({e.strerror or e})") from None
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
@@ -135,6 +165,8 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="another edit applied to the result (repeatable)")
     p.add_argument("--keep-intermediate", action="store_true",
                    help="also write OUT.round1.wav, ... for every round but the last")
+    p.add_argument("--spectrogram", metavar="PNG",
+                   help="also write before/after spectrograms (one panel per round) here")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--threads", type=int,
                    help="CPU threads (default: torch's; use 1 when other jobs keep the cores "

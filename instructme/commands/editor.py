@@ -55,6 +55,8 @@ def _build_cache(args: argparse.Namespace, state: Any) -> Path:
 
             build_cache_from_models(args.data, cache, args.vae, args.chord, text_cfg,
                                     batch_size=args.cache_batch_size, device=device,
+                                    max_items={"train": args.max_train_items,
+                                               "val": args.max_val_items},
                                     progress=progress)
             for bar in bars.values():
                 bar.close()
@@ -67,7 +69,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from instructme.training.editor import train_editor
 
-    for name in ("steps", "batch_size", "grad_accum"):
+    for name in ("steps", "batch_size", "grad_accum", "max_train_items", "max_val_items"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise InstructMEError(f"--{name.replace('_', '-')} must be at least 1")
@@ -110,6 +112,10 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     p.add_argument("--text-path", help="local T5 folder or name in the local HF cache (--text t5)")
     p.add_argument("--cache", help="latent cache folder (default: DATA/editor_cache/<models>)")
     p.add_argument("--cache-batch-size", type=int, default=8, help="windows per encoding batch")
+    p.add_argument("--max-train-items", type=int,
+                   help="cache only a seeded random subset of this many training items")
+    p.add_argument("--max-val-items", type=int, default=512,
+                   help="validation items to cache (seeded subset; default 512)")
     p.add_argument("--preset", choices=["tiny", "small", "large"], default="small")
     p.add_argument("--variant", choices=list(VARIANTS), default="full",
                    help="ablation: full model, no-chord, no-multi-scale, full-attention, "

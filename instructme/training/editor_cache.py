@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,6 +58,14 @@ def expand_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+def subset(items: list[dict[str, Any]], limit: int | None, seed: int = 0) -> list[dict[str, Any]]:
+    """A seeded random ``limit`` items of ``items``, kept in their original order."""
+    if limit is None or limit >= len(items):
+        return items
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
+
+
 def file_digest(path: str | Path) -> str:
     """sha256 of a file (identifies the model weights a cache was built with)."""
     h = hashlib.sha256()
@@ -77,8 +86,12 @@ def build_editor_cache(data_dir: str | Path, cache_dir: str | Path, encode_laten
                        text_encoder: TextEncoder, chord_proba: Encoder | None = None, *,
                        meta: dict[str, Any], splits: Sequence[str] = ("train", "val"),
                        batch_size: int = 8, device: torch.device | str = "cpu",
+                       max_items: dict[str, int] | None = None,
                        progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Encode the triplets of ``splits`` into ``cache_dir`` (resumable; see module doc).
+
+    ``max_items`` (e.g. ``{"train": 10000, "val": 400}``) encodes only a seeded random subset
+    of that many items per split (in manifest order), for runs with a small compute budget.
 
     ``meta`` must hold ``latent_channels``, ``latent_rate``, ``sample_rate`` and, with a chord
     model, ``chord_rate`` and ``chord_classes``, plus anything identifying the models
@@ -92,8 +105,11 @@ def build_editor_cache(data_dir: str | Path, cache_dir: str | Path, encode_laten
     if sr != int(meta["sample_rate"]):
         raise ManifestError(f"{data_dir}: dataset is {sr} Hz, the VAE expects "
                             f"{meta['sample_rate']} Hz")
+    limits = {s: int(n) for s, n in (max_items or {}).items() if n is not None}
+    if any(n < 1 for n in limits.values()):
+        raise ValueError(f"max_items must be at least 1 per split, got {limits}")
     want = {"version": CACHE_VERSION, "data_dir": str(data_dir.resolve()), **meta,
-            "has_chords": chord_proba is not None}
+            "has_chords": chord_proba is not None, "max_items": limits or None}
     if (cache / "cache.json").is_file():
         have = read_cache_meta(cache)
         diff = sorted(k for k in want if have.get(k) != want[k])
@@ -105,7 +121,8 @@ def build_editor_cache(data_dir: str | Path, cache_dir: str | Path, encode_laten
     cache.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cache / "cache.json", {**want, "splits": {}})
 
-    split_items = {s: expand_records(read_manifest(_manifest(data_dir, s)))
+    split_items = {s: subset(expand_records(read_manifest(_manifest(data_dir, s))),
+                             limits.get(s))
                    for s in splits if _manifest(data_dir, s).is_file()}
     if not split_items.get("train") and "train" in splits:
         raise ManifestError(f"{data_dir}: no training triplets")
@@ -297,6 +314,7 @@ def build_cache_from_models(data_dir: str | Path, cache_dir: str | Path, vae_dir
                             chord_dir: str | Path | None, text_config: TextEncoderConfig, *,
                             splits: Sequence[str] = ("train", "val"), batch_size: int = 8,
                             device: torch.device | str = "cpu",
+                            max_items: dict[str, int] | None = None,
                             progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Load the VAE, chord recognizer (optional) and text encoder from their folders and
     :func:`build_editor_cache` with them."""
@@ -323,4 +341,4 @@ def build_cache_from_models(data_dir: str | Path, cache_dir: str | Path, vae_dir
     meta.update(text=_text_id(text_config), text_dim=int(text.dim))
     return build_editor_cache(data_dir, cache_dir, vae.encode_latents, text, chord_fn, meta=meta,
                               splits=splits, batch_size=batch_size, device=device,
-                              progress=progress)
+                              max_items=max_items, progress=progress)

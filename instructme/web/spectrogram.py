@@ -9,6 +9,7 @@ state), so it is safe to call from several threads.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 from scipy.signal import spectrogram
@@ -50,19 +51,10 @@ def log_frequency_image(f: np.ndarray, db: np.ndarray, rows: int = 256, max_cols
     return edges, image
 
 
-def render_png(x: np.ndarray, sample_rate: int, path: str | os.PathLike[str],
-               width_px: int = 720, height_px: int = 220) -> None:
-    """Write the spectrogram of ``x: [N]`` (mono, ``sample_rate`` Hz) as a PNG at ``path``
-    (log-frequency axis from :data:`MIN_HZ`, fixed dBFS colour scale :data:`DB_RANGE`)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def _draw(ax: Any, x: np.ndarray, sample_rate: int) -> None:
+    """Draw the log-frequency spectrogram of ``x: [N]`` into matplotlib axes ``ax``."""
     f, _, db = power_db(x, sample_rate)
     edges, image = log_frequency_image(f, db)
-    dpi = 100
-    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.08, 0.2, 0.91, 0.76))
     seconds = max(len(x) / sample_rate, 1e-3)
     lo, hi = np.log10(edges[0]), np.log10(edges[-1])
     ax.imshow(image, origin="lower", aspect="auto", cmap="magma", vmin=DB_RANGE[0],
@@ -72,4 +64,41 @@ def render_png(x: np.ndarray, sample_rate: int, path: str | os.PathLike[str],
     ax.set_xlabel("time (s)", fontsize=8)
     ax.set_ylabel("Hz", fontsize=8)
     ax.tick_params(labelsize=7)
+
+
+def render_png(x: np.ndarray, sample_rate: int, path: str | os.PathLike[str],
+               width_px: int = 720, height_px: int = 220) -> None:
+    """Write the spectrogram of ``x: [N]`` (mono, ``sample_rate`` Hz) as a PNG at ``path``
+    (log-frequency axis from :data:`MIN_HZ`, fixed dBFS colour scale :data:`DB_RANGE`)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dpi = 100
+    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    _draw(fig.add_axes((0.08, 0.2, 0.91, 0.76)), x, sample_rate)
+    fig.savefig(os.fspath(path), format="png", dpi=dpi)
+
+
+def render_comparison_png(panels: list[tuple[str, np.ndarray]], sample_rate: int,
+                          path: str | os.PathLike[str], title: str = "",
+                          width_px: int = 900, panel_px: int = 220) -> None:
+    """Stack the spectrograms of ``panels`` (``(label, x: [N])``, e.g. before / after) in
+    one PNG at ``path``, all on the same dBFS scale and time axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not panels:
+        raise ValueError("nothing to draw")
+    dpi = 100
+    head = 30 if title else 0
+    fig = Figure(figsize=(width_px / dpi, (panel_px * len(panels) + head) / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (label, x) in zip(axes, panels):
+        _draw(ax, x, sample_rate)
+        ax.set_title(label, fontsize=9, loc="left")
+    fig.tight_layout()
     fig.savefig(os.fspath(path), format="png", dpi=dpi)
