@@ -244,8 +244,9 @@ class EditPipeline:
         return self._run(audio, sample_rate, plan_rounds(instructions), steps, guidance, seed,
                          sampler, progress)
 
-    def _settings(self, steps: int | None, guidance: float | None, sampler: str | None
+    def resolve_settings(self, steps: int | None, guidance: float | None, sampler: str | None
                   ) -> tuple[int, float, str]:
+        """``(steps, guidance, scheduler name)`` after defaults and checks (one-line errors)."""
         steps = self.defaults["steps"] if steps is None else steps
         guidance = self.defaults["guidance"] if guidance is None else guidance
         sampler = self.defaults["sampler"] if sampler is None else sampler
@@ -268,7 +269,7 @@ class EditPipeline:
              progress: Progress | None) -> list[EditResult]:
         from instructme.pipeline_audio import finish, limit_source, prepare
 
-        steps, guidance, sampler = self._settings(steps, guidance, sampler)
+        steps, guidance, sampler = self.resolve_settings(steps, guidance, sampler)
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise InstructMEError(f"seed must be an integer, got {seed!r}")
         prep = prepare(audio, sample_rate, self.sample_rate)

@@ -1,4 +1,5 @@
-"""``instructme eval edits``: score a folder of edits (FAD, IA, CRA, PCH, IOI per task)."""
+"""``instructme eval generate`` (edit a manifest's sources with a pipeline) and ``instructme
+eval edits`` (score a folder of edits: FAD, IA, CRA, PCH, IOI per task)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,32 @@ def _cmd_edits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from instructme.pipeline import load_pipeline
+    from instructme.pipeline_manifest import generate_edits
+
+    if args.limit is not None and args.limit < 1:
+        raise InstructMEError("--limit must be at least 1")
+    if not Path(args.manifest).is_file():
+        raise InstructMEError(f"{args.manifest}: manifest not found")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InstructMEError("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    pipe = load_pipeline(args.model, args.device)
+    model_name = str(Path(args.model).resolve()) if args.model else "default"
+    res = generate_edits(pipe, args.manifest, args.out, data_dir=args.data, limit=args.limit,
+                         seed=args.seed, steps=args.steps, guidance=args.guidance,
+                         sampler=args.sampler, model_name=model_name, progress=not args.quiet)
+    rtf = res["wall"] / res["seconds"] if res["seconds"] else float("nan")
+    print(f"wrote {res['edited']} edits to {args.out} ({res['skipped']} already there) of "
+          f"{res['records']} records; {res['seconds']:.0f} s of audio in {res['wall']:.0f} s "
+          f"(real-time factor {rtf:.2f})")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
                  eval_sub: argparse._SubParsersAction) -> None:
     e = eval_sub.add_parser(
@@ -66,3 +93,26 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_edits)
+
+    g = eval_sub.add_parser(
+        "generate", help="edit the source of every manifest record with a pipeline (for "
+                         "'eval edits')",
+        description="Write OUT/<triplet id>.wav: each record's source window edited with its "
+                    "instruction (multi-round records run every round). Resumes an "
+                    "interrupted run; refuses a folder made with other settings.")
+    g.add_argument("--manifest", required=True, help="triplet manifest (JSONL)")
+    g.add_argument("--out", required=True, help="folder for the edited clips")
+    g.add_argument("--model", help="pipeline folder (default: $INSTRUCTME_MODEL or the "
+                                   "shipped models/instructme-small)")
+    g.add_argument("--data", default=None,
+                   help="dataset folder (default: the folder above the manifest's folder)")
+    g.add_argument("--limit", type=int, default=None,
+                   help="edit the seeded sample of N records that 'eval edits --limit N' scores")
+    g.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    g.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    g.add_argument("--sampler", choices=["dpm", "ddim"], help="sampler (default: the model's)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    g.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=_cmd_generate)

@@ -196,6 +196,17 @@ def clip_scores(rec: dict[str, Any], sys_feat: ClipFeatures, src: ClipFeatures,
     return out
 
 
+def sample_records(records: list[dict[str, Any]], limit: int | None, seed: int = 0
+                   ) -> list[dict[str, Any]]:
+    """The seeded sample of ``limit`` records that ``--limit`` scores (manifest order kept);
+    ``instructme eval generate`` edits the same sample with the same seed."""
+    if limit is None:
+        return records
+    rng = np.random.default_rng(seed)
+    keep = sorted(rng.choice(len(records), size=min(limit, len(records)), replace=False))
+    return [records[i] for i in keep]
+
+
 def evaluate_edits(manifest: str | Path, outputs: str | Path, out_dir: str | Path,
                    data_dir: str | Path | None = None, analyzers: Analyzers | None = None,
                    seed: int = 0, limit: int | None = None, n_examples: int = 4,
@@ -216,10 +227,7 @@ def evaluate_edits(manifest: str | Path, outputs: str | Path, out_dir: str | Pat
         raise ManifestError(f"{manifest}: no records")
     data_dir = Path(data_dir) if data_dir is not None else manifest.resolve().parent.parent
     sr = _dataset_sample_rate(data_dir)
-    if limit is not None:
-        rng = np.random.default_rng(seed)
-        keep = sorted(rng.choice(len(records), size=min(limit, len(records)), replace=False))
-        records = [records[i] for i in keep]
+    records = sample_records(records, limit, seed)
     _check_records(records, outputs, data_dir)
     an = analyzers if analyzers is not None else build_analyzers()
     style_names = list(getattr(an.classifier, "style_names", []) or []) or None
