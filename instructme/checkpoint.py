@@ -25,10 +25,13 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def save_model(model: torch.nn.Module, directory: str | Path, extra: dict[str, Any] | None = None,
-               state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+               state_dict: dict[str, torch.Tensor] | None = None,
+               dtype: torch.dtype | None = None) -> Path:
     """Write ``config.json`` (the model's config, its class name, ``extra``) and weights.
 
-    ``state_dict`` overrides the model's own weights (e.g. to save EMA weights).
+    ``state_dict`` overrides the model's own weights (e.g. to save EMA weights). ``dtype``
+    (e.g. ``torch.float16``) stores floating-point weights in that type: smaller files,
+    loaded back into the model's own (float32) parameters by :func:`load_model`.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -36,7 +39,8 @@ def save_model(model: torch.nn.Module, directory: str | Path, extra: dict[str, A
     if extra:
         cfg["_extra"] = extra
     sd = state_dict if state_dict is not None else model.state_dict()
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+    tensors = {k: v.detach().to("cpu", dtype if dtype is not None and v.is_floating_point()
+                                else v.dtype).contiguous() for k, v in sd.items()}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp))
     atomic_write_json(directory / CONFIG_NAME, cfg)

@@ -54,9 +54,12 @@ def check_components(vae: Any, chord: Any | None, editor: Any, text_config: Any)
 
 
 def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, editor: Any,
-                          text_config: Any, defaults: dict[str, Any] | None = None) -> Path:
+                          text_config: Any, defaults: dict[str, Any] | None = None,
+                          editor_dtype: Any = None) -> Path:
     """Write a pipeline folder from models (checked to fit together) without loading the
-    text encoder; ``pipeline.json`` is written last, so a folder without it is incomplete."""
+    text encoder; ``pipeline.json`` is written last, so a folder without it is incomplete.
+    ``editor_dtype=torch.float16`` stores the editor's weights at half size (they load back
+    as float32)."""
     from instructme.checkpoint import save_model
     from instructme.fileio import atomic_write_json
     from instructme.models.text import TextEncoderConfig
@@ -69,7 +72,7 @@ def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, ed
     save_model(vae, root / "vae")
     if chord is not None:
         save_model(chord, root / "chord")
-    save_model(editor, root / "editor")
+    save_model(editor, root / "editor", dtype=editor_dtype)
     text = text_config.to_dict()
     text.pop("cache_size", None)
     atomic_write_json(root / PIPELINE_JSON, {

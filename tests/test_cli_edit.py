@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from instructme import cli
 from instructme.pipeline import EditPipeline, build_tiny_pipeline, edit
@@ -226,6 +227,27 @@ def test_pipeline_command_assembles_a_folder(model, tmp_path, capsys):
     code, _, stderr = run(["pipeline", "--vae", f"{model}/chord", "--chord", f"{model}/chord",
                            "--editor", f"{model}/editor", "-o", str(tmp_path / "bad")], capsys)
     assert code == 2 and "expected a AudioVAE" in stderr
+
+
+def test_pipeline_fp16_editor_is_half_size_and_edits_alike(model, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    half = tmp_path / "half"
+    code, _, _ = run(["pipeline", "--vae", f"{model}/vae", "--chord", f"{model}/chord",
+                      "--editor", f"{model}/editor", "-o", str(half), "--fp16"], capsys)
+    assert code == 0
+    full_w, half_w = Path(model) / "editor/model.safetensors", half / "editor/model.safetensors"
+    assert half_w.stat().st_size < 0.6 * full_w.stat().st_size
+    assert {t.dtype for t in load_file(str(half_w)).values()} == {torch.float16}
+    assert (half / "vae/model.safetensors").read_bytes() == (
+        Path(model) / "vae/model.safetensors").read_bytes()
+    a = EditPipeline.from_pretrained(model, device="cpu")
+    b = EditPipeline.from_pretrained(half, device="cpu")
+    assert next(b.editor.parameters()).dtype == torch.float32
+    x = np.sin(np.arange(16_000) / 16_000 * 2 * np.pi * 220).astype(np.float32) * 0.3
+    ya = a(x, 16_000, "remove the drums", steps=3).audio
+    yb = b(x, 16_000, "remove the drums", steps=3).audio
+    assert np.abs(ya - yb).max() < 0.05 * np.abs(ya).max()
 
 
 def test_help_lists_every_subcommand(capsys):
