@@ -33,6 +33,8 @@ def studio(pipe: GatedPipeline, tmp_path_factory: pytest.TempPathFactory):
     examples = root / "examples"
     examples.mkdir()
     write_wav(examples / "chords.wav", 1.0)
+    write_wav(examples / "band.flac", 1.0)
+    (examples / "notes.txt").write_text("not audio\n")
     write_wav(examples / "too-long.wav", MAX_SECONDS + 1.0)
     (root / "secret.txt").write_text("TOPSECRET\n")
     write_wav(root / "outside.wav", 0.5)
@@ -69,7 +71,7 @@ def test_page_static_and_info(studio) -> None:
     assert ".wav" in info["formats"] and ".flac" in info["formats"]
     assert info["defaults"]["steps"] == 3
     # Only the short regular wav inside the folder: not the too-long one, not the link out.
-    assert [e["name"] for e in info["examples"]] == ["chords.wav"]
+    assert [e["name"] for e in info["examples"]] == ["band.flac", "chords.wav"]
     assert set(info["suggestions"]) == {"add", "remove", "extract", "replace", "remix",
                                         "multiround"}
     for task, texts in info["suggestions"].items():

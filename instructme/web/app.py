@@ -48,6 +48,8 @@ from instructme.web.store import AudioItem, AudioStore, safe_name
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Audio formats listed as examples.
+EXAMPLE_SUFFIXES = (".wav", ".flac", ".ogg")
 #: ``examples/`` at the top of a source checkout (rendered example clips), if present.
 DEFAULT_EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 #: File types :func:`instructme.audio.probe` (libsndfile) reads, as the page offers them.
@@ -149,7 +151,7 @@ def suggestions(seed: int = 0) -> dict[str, list[str]]:
 
 
 def list_examples(folder: Path | None, max_seconds: float) -> dict[str, dict[str, Any]]:
-    """``*.wav`` files directly in ``folder`` (no links out of it, none over ``max_seconds``)
+    """WAV/FLAC/OGG files directly in ``folder`` (no links out of it, none over ``max_seconds``)
     -> ``{file name: {"name", "seconds", "path"}}``, sorted by name."""
     from instructme.audio import probe
 
@@ -157,7 +159,7 @@ def list_examples(folder: Path | None, max_seconds: float) -> dict[str, dict[str
         return {}
     root = folder.resolve()
     out: dict[str, dict[str, Any]] = {}
-    for p in sorted(folder.glob("*.wav")):
+    for p in sorted(q for q in folder.iterdir() if q.suffix.lower() in EXAMPLE_SUFFIXES):
         try:
             real = p.resolve()
             if real.parent != root or not real.is_file():
