@@ -151,6 +151,33 @@ def test_trainer_eval_and_cli(data, tmp_path, capsys):
     assert "macro-F1" in printed and "piano" in printed
     assert set(json.loads(js.read_text())["per_class"]) == set(INSTRUMENT_CLASSES)
 
+    # --calibrate fits per-class thresholds on val mixes and stores them with the model
+    assert main(["eval", "classifier", "--model", str(out), "--data", str(data), "--items",
+                 "8", "--seconds", "2", "--calibrate", "--json", str(js)]) == 0
+    assert "calibrated" in capsys.readouterr().out
+    thr = load_model(InstrumentClassifier, out).config.thresholds
+    assert thr is not None and len(thr) == len(INSTRUMENT_CLASSES)
+    assert all(0.05 <= t <= 0.95 for t in thr)
+    got = [v["threshold"] for v in json.loads(js.read_text())["per_class"].values()]
+    assert got == pytest.approx(list(thr))
+
+
+def test_calibrated_thresholds_maximise_f1():
+    from instructme.training import classifier as tc
+
+    class Fixed(torch.nn.Module):  # class 0: positives score 0.3, negatives 0.1
+        instrument_names = ("a", "b")
+
+        def predict(self, audio):
+            p0 = torch.where(audio[:, 0] > 0, 0.3, 0.1)
+            return {"instruments": torch.stack([p0, torch.full_like(p0, 0.9)], 1),
+                    "style": torch.zeros(len(audio), 1)}
+
+    items = [(torch.tensor([float(i % 2)]), torch.tensor([float(i % 2), 0.0]),
+              torch.tensor(tc.IGNORE_STYLE)) for i in range(10)]
+    thr = tc.calibrate_thresholds(Fixed(), items)
+    assert 0.1 < thr[0] <= 0.3 and thr[1] == 0.5  # class b never present: keeps 0.5
+
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["eval", "classifier", "--model", str(tmp_path / "none"), "--data",

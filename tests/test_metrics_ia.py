@@ -75,6 +75,12 @@ def test_threshold_decides_presence():
     assert instruction_obeyed("add", {"instrument": "piano"}, np.zeros_like(p), p, threshold=0.5)
     assert not instruction_obeyed("add", {"instrument": "piano"}, np.zeros_like(p), p,
                                   threshold=0.7)
+    per_class = np.full(len(INSTRUMENT_CLASSES), 0.7)  # calibrated: one threshold per class
+    per_class[INSTRUMENT_CLASSES.index("piano")] = 0.3
+    assert instruction_obeyed("add", {"instrument": "piano"}, np.zeros_like(p), p,
+                              threshold=per_class)
+    p[INSTRUMENT_CLASSES.index("drums")] = 0.6  # under drums' 0.7: still counts as absent
+    assert instruction_obeyed("extract", {"instrument": "piano"}, p, p, threshold=per_class)
 
 
 def test_multiround_checks_the_final_state():

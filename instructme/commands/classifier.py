@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from instructme.commands import add_training_arguments, check_training_arguments
 from instructme.errors import InstructMEError
@@ -29,6 +30,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from instructme.checkpoint import load_model
     from instructme.models.classifier import InstrumentClassifier
     from instructme.training.classifier import (
+        calibrate_thresholds,
         evaluate_classifier,
         format_classifier_report,
         heldout_set,
@@ -36,15 +38,34 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.items < 1:
         raise InstructMEError("--items must be at least 1")
-    if not 0.0 < args.threshold < 1.0:
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise InstructMEError("--threshold must be between 0 and 1")
+    if args.calibrate and args.split == "val":
+        raise InstructMEError("--calibrate fits thresholds on the val split: evaluate on "
+                              "another --split")
     model = load_model(InstrumentClassifier, args.model)
+    if args.calibrate:
+        import dataclasses
+
+        from instructme.checkpoint import CONFIG_NAME, read_config
+        from instructme.fileio import atomic_write_json
+
+        cal = heldout_set(args.data, model.config, "val", args.items, args.seconds,
+                          seed=args.seed)
+        model.config = dataclasses.replace(model.config,
+                                           thresholds=calibrate_thresholds(model, cal))
+        cfg = read_config(args.model)
+        cfg["thresholds"] = list(model.config.thresholds)
+        atomic_write_json(Path(args.model) / CONFIG_NAME, cfg)
+        print(f"calibrated per-class thresholds on {args.items} val mixes, written to "
+              f"{Path(args.model) / CONFIG_NAME}")
     data = heldout_set(args.data, model.config, args.split, args.items, args.seconds,
                        seed=args.seed)
     metrics = evaluate_classifier(model, data, threshold=args.threshold)
+    thr = (f"threshold {args.threshold:g}" if args.threshold is not None else
+           "per-class calibrated thresholds" if model.config.thresholds else "threshold 0.5")
     print(f"instrument/style classifier on the {args.split} split of {args.data}: "
-          f"{args.items} random stem-subset mixes of {args.seconds:g} s, threshold "
-          f"{args.threshold:g}")
+          f"{args.items} random stem-subset mixes of {args.seconds:g} s, {thr}")
     print(format_classifier_report(metrics))
     if args.json:
         from instructme.fileio import atomic_write_text
@@ -67,7 +88,12 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     e.add_argument("--split", choices=["train", "val", "test"], default="test")
     e.add_argument("--items", type=int, default=1000, help="number of held-out mixes")
     e.add_argument("--seconds", type=float, default=4.0, help="mix length")
-    e.add_argument("--threshold", type=float, default=0.5, help="presence threshold")
+    e.add_argument("--threshold", type=float, default=None,
+                   help="one presence threshold for every class (default: the model's "
+                        "calibrated ones, else 0.5)")
+    e.add_argument("--calibrate", action="store_true",
+                   help="first fit per-class thresholds (best F1) on --items val mixes and "
+                        "store them in the model's config.json")
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     e.set_defaults(func=_cmd_eval)

@@ -14,7 +14,7 @@ def _cmd_edits(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise InstructMEError("--limit must be at least 1")
-    if not 0.0 < args.threshold < 1.0:
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise InstructMEError("--threshold must be between 0 and 1")
     if args.examples < 0:
         raise InstructMEError("--examples must be >= 0")
@@ -86,8 +86,9 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     e.add_argument("--embeddings", default=None,
                    help="comma-separated FAD embeddings: logmel-stats, madmom-cnn-chord, "
                         "classifier (default: all available)")
-    e.add_argument("--threshold", type=float, default=0.5,
-                   help="instrument presence threshold for IA")
+    e.add_argument("--threshold", type=float, default=None,
+                   help="one instrument presence threshold for IA (default: the classifier's "
+                        "calibrated per-class thresholds, else 0.5)")
     e.add_argument("--limit", type=int, default=None, help="score a seeded sample of N records")
     e.add_argument("--examples", type=int, default=4, help="spectrogram triples to plot")
     e.add_argument("--seed", type=int, default=0)

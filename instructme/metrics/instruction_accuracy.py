@@ -132,10 +132,11 @@ def _instrument(args: Mapping[str, Any], key: str) -> str:
 
 
 def judge(task: str, args: Mapping[str, Any], source: Probs | np.ndarray,
-          output: Probs | np.ndarray, threshold: float = DEFAULT_THRESHOLD,
+          output: Probs | np.ndarray, threshold: float | np.ndarray = DEFAULT_THRESHOLD,
           style_names: Sequence[str] | None = None,
           rounds: Sequence[Mapping[str, Any]] | None = None) -> Judgement:
-    """Was the instruction obeyed? ``source``, ``output``: :class:`Probs` or probs ``[K]``.
+    """Was the instruction obeyed? ``source``, ``output``: :class:`Probs` or probs ``[K]``;
+    ``threshold``: one presence threshold or one per class ``[K]``.
 
     ``style_names`` (order of ``Probs.style``) is needed for remix. Pure function.
     """
@@ -170,7 +171,8 @@ def judge(task: str, args: Mapping[str, Any], source: Probs | np.ndarray,
 
 
 def instruction_obeyed(task: str, args: Mapping[str, Any], source_probs: Probs | np.ndarray,
-                       output_probs: Probs | np.ndarray, threshold: float = DEFAULT_THRESHOLD,
+                       output_probs: Probs | np.ndarray,
+                       threshold: float | np.ndarray = DEFAULT_THRESHOLD,
                        style_names: Sequence[str] | None = None,
                        rounds: Sequence[Mapping[str, Any]] | None = None) -> bool:
     """Boolean form of :func:`judge`."""
@@ -235,8 +237,9 @@ def _as_probs(p: Probs | np.ndarray | Mapping[str, Any]) -> Probs:
     return Probs(inst, None if probs.style is None else np.asarray(probs.style, dtype=np.float64))
 
 
-def _present(inst: np.ndarray, threshold: float) -> set[str]:
-    return {c for c, p in zip(INSTRUMENT_CLASSES, inst) if p >= threshold}
+def _present(inst: np.ndarray, threshold: float | np.ndarray) -> set[str]:
+    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), np.shape(inst))
+    return {c for c, p, t in zip(INSTRUMENT_CLASSES, inst, thr) if p >= t}
 
 
 def _to_numpy(value: Any) -> np.ndarray:

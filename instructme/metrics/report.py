@@ -51,7 +51,7 @@ class Analyzers:
     chord_description: str | None = None
     classifier: Any = None
     classifier_description: str | None = None
-    threshold: float = ia_mod.DEFAULT_THRESHOLD
+    threshold: float | np.ndarray = ia_mod.DEFAULT_THRESHOLD  # one, or one per class [K]
     na: dict[str, str] = field(default_factory=dict)
 
 
@@ -68,13 +68,14 @@ class ClipFeatures:
 
 def build_analyzers(chord_model: str | None = None, classifier_dir: str | None = None,
                     embeddings: Sequence[str] | None = None,
-                    threshold: float = ia_mod.DEFAULT_THRESHOLD) -> Analyzers:
+                    threshold: float | None = None) -> Analyzers:
     """Load the requested models. ``chord_model``: a model folder, ``"madmom"``, ``"none"``
     or None (= madmom when installed). ``embeddings``: names from ``logmel-stats``,
-    ``madmom-cnn-chord``, ``classifier`` (None = every one available)."""
+    ``madmom-cnn-chord``, ``classifier`` (None = every one available). ``threshold`` None:
+    the classifier's calibrated per-class thresholds if it has them, else 0.5."""
     from instructme.metrics.madmom_models import INSTALL_HINT, MadmomChordModel, madmom_available
 
-    an = Analyzers(threshold=threshold)
+    an = Analyzers(threshold=ia_mod.DEFAULT_THRESHOLD if threshold is None else threshold)
     have_madmom = madmom_available()
     shared_madmom: MadmomChordModel | None = None
 
@@ -105,6 +106,8 @@ def build_analyzers(chord_model: str | None = None, classifier_dir: str | None =
         crop_seconds = _training_crop_seconds(classifier_dir)
         an.classifier_description = (f"{type(an.classifier).__name__} trained here "
                                      f"({classifier_dir})")
+        if threshold is None and getattr(an.classifier.config, "thresholds", None):
+            an.threshold = np.asarray(an.classifier.thresholds, dtype=np.float64)
     else:
         an.na["ia"] = "no --classifier given"
 
@@ -266,7 +269,8 @@ def evaluate_edits(manifest: str | Path, outputs: str | Path, out_dir: str | Pat
     report = {
         "manifest": str(manifest), "outputs": str(outputs), "data": str(data_dir),
         "sample_rate": sr, "n_records": len(records), "seed": seed,
-        "length_mismatch": length_mismatch, "threshold": an.threshold,
+        "length_mismatch": length_mismatch,
+        "threshold": np.asarray(an.threshold).tolist(),
         "embeddings": [{"name": e.name, "description": e.description,
                         "dim": int(feats[records[0]["id"]]["target"].emb[e.name].shape[1])}
                        for e in an.embedders],

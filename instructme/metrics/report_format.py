@@ -38,6 +38,12 @@ def write_report(out_dir: Path, report: dict[str, Any], per_clip: list[dict[str,
     atomic_write_text(out_dir / "report.md", markdown(report))
 
 
+def _threshold_text(threshold: float | list[float]) -> str:
+    if isinstance(threshold, list):
+        return f"per-class thresholds {min(threshold):g}-{max(threshold):g}"
+    return f"threshold {threshold:g}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The per-task table (one row per task x system) with the models named above it."""
     emb_names = [e["name"] for e in report["embeddings"]]
@@ -47,7 +53,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- manifest: `{report['manifest']}` ({report['n_records']} edits), outputs: "
         f"`{report['outputs']}`, data: `{report['data']}`",
         f"- chord recognizer (CRA): {report['chord_recognizer'] or 'n/a'}",
-        f"- classifier (IA, threshold {report['threshold']:g}): {report['classifier'] or 'n/a'}",
+        f"- classifier (IA, {_threshold_text(report['threshold'])}): "
+        f"{report['classifier'] or 'n/a'}",
     ]
     for e in report["embeddings"]:
         lines.append(f"- FAD embedding `{e['name']}`: {e['description']}")

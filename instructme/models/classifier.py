@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,6 +57,9 @@ class ClassifierConfig(Config):
     dropout: float = 0.2
     instruments: tuple[str, ...] = INSTRUMENT_CLASSES
     styles: tuple[str, ...] = FALLBACK_STYLES
+    #: Per-instrument presence thresholds calibrated on validation mixes
+    #: (``instructme eval classifier --calibrate``); None: 0.5 for every class.
+    thresholds: tuple[float, ...] | None = None
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": dict(n_fft=512, n_mels=32, channels=(8, 16), embed_dim=32, dropout=0.0),
@@ -97,6 +101,16 @@ class InstrumentClassifier(nn.Module):
     @property
     def style_names(self) -> tuple[str, ...]:
         return tuple(self.config.styles)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Presence thresholds ``[K]`` (calibrated ones, else 0.5 for every class)."""
+        t = self.config.thresholds
+        if t is None:
+            return np.full(len(self.config.instruments), 0.5)
+        if len(t) != len(self.config.instruments):
+            raise ValueError(f"{len(t)} thresholds for {len(self.config.instruments)} classes")
+        return np.asarray(t, dtype=np.float64)
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """``x: [B, N]`` -> penultimate-layer embedding ``[B, D]`` (differentiable)."""

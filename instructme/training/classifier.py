@@ -97,28 +97,63 @@ def classifier_loss(model: nn.Module, batch: Any, style_weight: float
                                                     "loss_style": float(loss_style.detach())}
 
 
-def evaluate_classifier(model: InstrumentClassifier, dataset: torch.utils.data.Dataset,
-                        batch_size: int = 16, threshold: float = 0.5) -> dict[str, Any]:
-    """Per-class precision/recall/F1 (threshold ``threshold``), macro-F1, style accuracy.
-
-    Macro-F1 averages the classes that occur in the evaluation set.
-    """
-    names = model.instrument_names
-    tp = np.zeros(len(names))
-    fp = np.zeros(len(names))
-    fn = np.zeros(len(names))
-    style_hits, style_n = 0, 0
+def _predictions(model: InstrumentClassifier, dataset: torch.utils.data.Dataset,
+                 batch_size: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Instrument probabilities ``[M, K]``, targets ``[M, K]`` (bool), predicted and true
+    style ``[M]`` (``IGNORE_STYLE`` where a mix has none) over ``dataset``."""
+    probs, targets, pred_style, true_style = [], [], [], []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for audio, inst, style in loader:
         pred = model.predict(audio)
-        p = (pred["instruments"].cpu().numpy() >= threshold)
-        t = inst.numpy() > 0.5
-        tp += (p & t).sum(0)
-        fp += (p & ~t).sum(0)
-        fn += (~p & t).sum(0)
-        valid = style.numpy() != IGNORE_STYLE
-        style_hits += int((pred["style"].argmax(-1).cpu().numpy() == style.numpy())[valid].sum())
-        style_n += int(valid.sum())
+        probs.append(pred["instruments"].cpu().numpy())
+        targets.append(inst.numpy() > 0.5)
+        pred_style.append(pred["style"].argmax(-1).cpu().numpy())
+        true_style.append(style.numpy())
+    return (np.concatenate(probs), np.concatenate(targets), np.concatenate(pred_style),
+            np.concatenate(true_style))
+
+
+def _f1(pred: np.ndarray, true: np.ndarray) -> float:
+    tp = float((pred & true).sum())
+    denom = float(pred.sum() + true.sum())
+    return 2 * tp / denom if denom else 0.0
+
+
+def calibrate_thresholds(model: InstrumentClassifier, dataset: torch.utils.data.Dataset,
+                         grid: np.ndarray | None = None) -> tuple[float, ...]:
+    """Per-class presence thresholds that maximise F1 on ``dataset`` (held-out mixes).
+
+    The grid is 0.05..0.95 in steps of 0.025; among equally good thresholds the one nearest
+    0.5 wins; a class absent from ``dataset`` keeps 0.5.
+    """
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3) if grid is None else grid
+    order = grid[np.argsort(np.abs(grid - 0.5), kind="stable")]
+    probs, targets, _, _ = _predictions(model, dataset)
+    out = []
+    for j in range(probs.shape[1]):
+        if not targets[:, j].any():
+            out.append(0.5)
+            continue
+        scores = [_f1(probs[:, j] >= t, targets[:, j]) for t in order]
+        out.append(float(order[int(np.argmax(scores))]))
+    return tuple(out)
+
+
+def evaluate_classifier(model: InstrumentClassifier, dataset: torch.utils.data.Dataset,
+                        batch_size: int = 16, threshold: float | None = None
+                        ) -> dict[str, Any]:
+    """Per-class precision/recall/F1, macro-F1, style accuracy.
+
+    ``threshold`` None uses the model's per-class thresholds (calibrated, else 0.5). Macro-F1
+    averages the classes that occur in the evaluation set.
+    """
+    names = model.instrument_names
+    probs, t, pred_style, true_style = _predictions(model, dataset, batch_size)
+    thr = model.thresholds if threshold is None else np.full(len(names), float(threshold))
+    p = probs >= thr[None, :]
+    tp, fp, fn = (p & t).sum(0), (p & ~t).sum(0), (~p & t).sum(0)
+    valid = true_style != IGNORE_STYLE
+    style_hits, style_n = int((pred_style == true_style)[valid].sum()), int(valid.sum())
     per_class = {}
     for j, name in enumerate(names):
         support = int(tp[j] + fn[j])
@@ -126,7 +161,8 @@ def evaluate_classifier(model: InstrumentClassifier, dataset: torch.utils.data.D
         rec = tp[j] / support if support > 0 else 0.0
         f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
         per_class[name] = {"precision": float(prec), "recall": float(rec), "f1": float(f1),
-                           "support": support, "false_positives": int(fp[j])}
+                           "support": support, "false_positives": int(fp[j]),
+                           "threshold": float(thr[j])}
     seen = [v["f1"] for v in per_class.values() if v["support"] > 0]
     return {"macro_f1": float(np.mean(seen)) if seen else float("nan"),
             "style_accuracy": style_hits / style_n if style_n else float("nan"),
@@ -136,13 +172,14 @@ def evaluate_classifier(model: InstrumentClassifier, dataset: torch.utils.data.D
 
 def format_classifier_report(metrics: dict[str, Any]) -> str:
     """A plain-text table of :func:`evaluate_classifier` results."""
-    lines = [f"{'class':<12} {'F1':>6} {'prec':>6} {'recall':>6} {'support':>8} {'false+':>7}"]
+    lines = [f"{'class':<12} {'F1':>6} {'prec':>6} {'recall':>6} {'support':>8} {'false+':>7} "
+             f"{'thresh':>6}"]
     for name, v in metrics["per_class"].items():
         if v["support"] == 0 and v["false_positives"] == 0:
             continue
         f1 = f"{v['f1']:6.3f}" if v["support"] else f"{'-':>6}"
         lines.append(f"{name:<12} {f1} {v['precision']:6.3f} {v['recall']:6.3f} "
-                     f"{v['support']:8d} {v['false_positives']:7d}")
+                     f"{v['support']:8d} {v['false_positives']:7d} {v['threshold']:6.3f}")
     lines.append(f"{'macro-F1':<12} {metrics['macro_f1']:6.3f}   ({metrics['items']} mixes; "
                  "classes with support)")
     if metrics["style_items"]:
