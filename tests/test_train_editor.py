@@ -239,6 +239,7 @@ def test_training_learns_and_uses_the_instruction(tmp_path, cache):
     train_losses = [r["loss"] for r in logs if "loss" in r]
     vals = [r["val_loss"] for r in logs if "val_loss" in r]
     assert len(train_losses) == 6 and len(vals) == 3  # steps 0, 150, 300
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert train_losses[-1] < 0.75 * train_losses[0], train_losses
     assert vals[-1] < 0.6 * vals[0], vals
     model = load_model(EditorUNet, out).eval()  # EMA weights

@@ -39,6 +39,7 @@ from instructme.errors import CheckpointError, ManifestError
 from instructme.fileio import atomic_write_json, atomic_write_jsonl, replace_dir
 from instructme.models.unet import EditorConfig, EditorUNet
 from instructme.training.editor_cache import LatentCache
+from instructme.training.plots import plot_losses
 
 
 @dataclasses.dataclass
@@ -268,6 +269,7 @@ def train_editor(cache_dir: str | Path, out_dir: str | Path, preset: str = "smal
                                                   "cache": str(cache_dir)})
             finally:
                 ema.restore(unwrapped.parameters())
+            plot_losses(out / "logs.jsonl", out / "loss.png", ("loss", "val_loss", "grad_norm"))
         accelerator.wait_for_everyone()
 
     def log(record: dict[str, Any]) -> None:

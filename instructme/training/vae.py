@@ -39,7 +39,7 @@ from instructme.models.discriminator import (
 )
 from instructme.models.vae import AudioVAE, VAEConfig
 from instructme.training.vae_data import CropSampler, fixed_clips, load_split
-from instructme.training.vae_plots import plot_losses, save_reconstructions
+from instructme.training.vae_plots import plot_vae_losses, save_reconstructions
 
 
 @dataclasses.dataclass
@@ -211,7 +211,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
         atomic_write_json(tmp / "disc_config.json", disc_cfg.to_dict())
         replace_dir(tmp, state_dir)
         export_model(accelerator.unwrap_model(vae), ema, scale_batch, out, step)
-        plot_losses(out / "logs.jsonl", out / "loss.png")
+        plot_vae_losses(out / "logs.jsonl", out / "loss.png")
 
     def write_samples() -> float:
         model = accelerator.unwrap_model(vae)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,39 +10,15 @@ import torch
 from instructme.audio import save
 from instructme.fileio import atomic_path
 from instructme.metrics.codec import LogMel, multiscale_mel_distance
+from instructme.training.plots import plot_losses
 
 #: Loss terms plotted, if present in the log.
 CURVES = ("mel", "stft", "kl", "adv", "fm", "disc", "val_mel")
 
 
-def plot_losses(log_path: Path, png_path: Path) -> None:
-    """One panel per logged term, against the step (log scale where positive)."""
-    if not log_path.is_file():
-        return
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    curves = {k: [(r["step"], r[k]) for r in records if k in r] for k in CURVES}
-    curves = {k: v for k, v in curves.items() if v}
-    if not curves:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(curves), 1, figsize=(8, 1.8 * len(curves)), sharex=True,
-                             squeeze=False)
-    for ax, (name, pts) in zip(axes[:, 0], curves.items()):
-        steps, vals = zip(*pts)
-        ax.plot(steps, vals, lw=1)
-        ax.set_ylabel(name)
-        if min(vals) > 0:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("step")
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
+def plot_vae_losses(log_path: Path, png_path: Path) -> None:
+    """The VAE's loss terms (:data:`CURVES`) against the step."""
+    plot_losses(log_path, png_path, CURVES)
 
 
 @torch.no_grad()
