@@ -36,3 +36,44 @@ def test_shipped_chord_model_reads_a_rendered_progression():
     score = mir_eval.chord.weighted_accuracy(mir_eval.chord.majmin(ref_l, est_l),
                                              mir_eval.util.intervals_to_durations(iv))
     assert score >= 0.8, segments
+
+
+PIPELINE = MODELS / "instructme-small"
+EXAMPLE = MODELS.parent / "examples" / "arr000-00026-country.flac"
+
+
+def _percussive_fraction(y: np.ndarray) -> float:
+    """Share of spectral energy in librosa's HPSS percussive part (drums score high)."""
+    import librosa
+
+    S = np.abs(librosa.stft(y, n_fft=1024, hop_length=256))
+    H, P = librosa.decompose.hpss(S)
+    return float((P**2).sum() / ((H**2).sum() + (P**2).sum()))
+
+
+@pytest.mark.skipif(not (PIPELINE / "pipeline.json").is_file(), reason="no shipped pipeline")
+def test_shipped_pipeline_edits_the_bundled_example():
+    import librosa
+    import soundfile as sf
+
+    from instructme.pipeline import EditPipeline
+
+    # its VAE and chord recognizer are the shipped ones, byte for byte
+    for part, folder in (("vae", "vae-small"), ("chord", "chord-small")):
+        assert ((PIPELINE / part / "model.safetensors").read_bytes()
+                == (MODELS / folder / "model.safetensors").read_bytes())
+    pipe = EditPipeline.from_pretrained(PIPELINE, device="cpu")
+    x, sr = sf.read(EXAMPLE, dtype="float32")  # drums, bass, piano, strings
+    no_drums = pipe(x, sr, "remove the drums", steps=10, seed=0).audio
+    assert no_drums.shape == x.shape and np.isfinite(no_drums).all()
+    assert 0 < np.abs(no_drums).max() <= 1.0
+    np.testing.assert_array_equal(no_drums, pipe(x, sr, "remove the drums", steps=10).audio)
+    # the drums are gone: the percussive share of the energy falls (0.31 -> ~0.08 when shipped)
+    assert _percussive_fraction(no_drums) < 0.5 * _percussive_fraction(x)
+    # only the bass is left: the spectral centroid falls (~1975 Hz -> ~250 Hz when shipped)
+    bass = pipe(x, sr, "extract the bass", steps=10, seed=0).audio
+
+    def centroid(y: np.ndarray) -> float:
+        return float(librosa.feature.spectral_centroid(y=y, sr=sr).mean())
+
+    assert centroid(bass) < 0.3 * centroid(x)
