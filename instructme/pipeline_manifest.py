@@ -43,7 +43,7 @@ def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path, *,
 
     from instructme.audio import save
     from instructme.data.dataset import load_window, read_manifest
-    from instructme.metrics.report import _dataset_sample_rate, sample_records
+    from instructme.metrics.report import dataset_sample_rate, sample_records
 
     manifest, out = Path(manifest), Path(out_dir)
     records = read_manifest(manifest)
@@ -51,7 +51,7 @@ def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path, *,
         raise ManifestError(f"{manifest}: no records")
     data = Path(data_dir) if data_dir is not None else manifest.resolve().parent.parent
     records = sample_records(records, limit, seed)
-    sr = _dataset_sample_rate(data)
+    sr = dataset_sample_rate(data)
     n_steps, scale, scheduler = pipe.resolve_settings(steps, guidance, sampler)
     settings = {"manifest": str(manifest.resolve()), "model": model_name, "seed": seed,
                 "limit": limit, "steps": n_steps, "guidance": scale, "sampler": scheduler}

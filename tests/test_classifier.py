@@ -160,6 +160,9 @@ def test_trainer_eval_and_cli(data, tmp_path, capsys):
     assert all(0.05 <= t <= 0.95 for t in thr)
     got = [v["threshold"] for v in json.loads(js.read_text())["per_class"].values()]
     assert got == pytest.approx(list(thr))
+    assert main(["eval", "classifier", "--model", str(out), "--data", str(data), "--split",
+                 "val", "--calibrate"]) == 2  # would fit and score on the same mixes
+    assert "another --split" in capsys.readouterr().err
 
 
 def test_calibrated_thresholds_maximise_f1():

@@ -105,6 +105,10 @@ def test_spectrogram_png_has_a_panel_per_round(model, tmp_path, capsys):
     code, _, err = run(["edit", str(src), "remove the drums", "-o", str(out), "--model", model,
                         "--spectrogram", str(tmp_path / "x.jpg")], capsys)
     assert code == 2 and "must be a .png" in err
+    before = src.read_bytes()
+    code, _, err = run(["edit", str(src), "remove the drums", "-o", str(out), "--model", model,
+                        "--spectrogram", str(out)], capsys)
+    assert code == 2 and "must be a .png" in err and src.read_bytes() == before
 
 
 def test_long_input_in_one_pass(model, tmp_path, capsys):

@@ -64,6 +64,9 @@ def test_limit_edits_the_sample_that_eval_scores(setup, tmp_path, capsys):
     assert cli.main(["eval", "generate", "--manifest", str(tmp_path / "none.jsonl"), "--out",
                      str(out), "--model", str(model)]) == 2
     assert "manifest not found" in capsys.readouterr().err
+    assert cli.main(["eval", "generate", "--manifest", str(manifest), "--out", str(out),
+                     "--model", str(model), "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
 
 
 def test_record_instructions():

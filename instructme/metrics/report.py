@@ -229,7 +229,7 @@ def evaluate_edits(manifest: str | Path, outputs: str | Path, out_dir: str | Pat
     if not records:
         raise ManifestError(f"{manifest}: no records")
     data_dir = Path(data_dir) if data_dir is not None else manifest.resolve().parent.parent
-    sr = _dataset_sample_rate(data_dir)
+    sr = dataset_sample_rate(data_dir)
     records = sample_records(records, limit, seed)
     _check_records(records, outputs, data_dir)
     an = analyzers if analyzers is not None else build_analyzers()
@@ -399,7 +399,8 @@ def _load_output(path: Path, sr: int, n: int) -> tuple[np.ndarray, int]:
     return np.pad(x, (0, n - x.shape[0])), mismatch
 
 
-def _dataset_sample_rate(data_dir: Path) -> int:
+def dataset_sample_rate(data_dir: Path) -> int:
+    """The sample rate in ``DATA/build.json`` (the project default when the folder has none)."""
     from instructme.data.dataset import read_build_info
 
     if not (data_dir / "build.json").is_file():
