@@ -1,12 +1,13 @@
 """How close a pipeline's edits come to the exact targets, per task, for several guidance
-scales (and so which default to ship).
+scales and output modes (and so which defaults to ship).
 
 For a seeded sample of ``--per-task`` records of each task of a dataset split, every record's
 source window is edited at each ``--guidance`` and the multi-scale log-mel distance
 (:func:`instructme.metrics.codec.multiscale_mel_distance`, lower is better) to the exact target
 is printed per task, beside two anchors measured on the same records: the "do nothing" edit
 (source vs target) and the VAE's own round trip of the target (the best any edit through this
-VAE can do)::
+VAE can do). ``--modes generated preserved`` also compares the generated mix with the
+source-preserving output (:mod:`instructme.preserve`) of the same sampler run::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/guidance_sweep.py --model DIR \
         --data runs/data-small --per-task 4 --guidance 1 3 5 --steps 25
@@ -32,6 +33,8 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0, 5.0])
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--modes", nargs="+", default=["generated"],
+                    choices=["generated", "preserved"], help="output modes to compare")
     ap.add_argument("--json", default=None, help="also write the numbers here")
     args = ap.parse_args()
 
@@ -66,12 +69,16 @@ def main() -> None:
                 rt = pipe.vae.decode_latents(z)[0, : tgt.shape[0]].numpy()
             rows[task]["VAE(target)"].append(multiscale_mel_distance(tgt, rt, sr))
             for g in args.guidance:
-                out = pipe.edit_chain(src, sr, record_instructions(r), steps=args.steps,
-                                      guidance=g, seed=args.seed)[-1].audio
-                rows[task][f"guidance {g:g}"].append(multiscale_mel_distance(tgt, out, sr))
+                for mode in args.modes:
+                    out = pipe.edit_chain(src, sr, record_instructions(r), steps=args.steps,
+                                          guidance=g, seed=args.seed,
+                                          preserve=mode == "preserved")[-1].audio
+                    rows[task][_col(g, mode, args.modes)].append(
+                        multiscale_mel_distance(tgt, out, sr))
     wall = time.perf_counter() - t0
 
-    cols = ["do nothing", *[f"guidance {g:g}" for g in args.guidance], "VAE(target)"]
+    cols = ["do nothing", *[_col(g, m, args.modes) for g in args.guidance for m in args.modes],
+            "VAE(target)"]
     print(f"multi-scale log-mel distance to the exact target (lower is better); "
           f"{args.per_task} {args.split} records per task, {args.steps} steps, {wall:.0f} s")
     print(f"| task | n | {' | '.join(cols)} |")
@@ -85,6 +92,10 @@ def main() -> None:
         print(f"| {task} | {n} | " + " | ".join(f"{table[task][c]:.3f}" for c in cols) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "table": table}, indent=2))
+
+
+def _col(guidance: float, mode: str, modes: list[str]) -> str:
+    return f"guidance {guidance:g}" + (f" {mode}" if len(modes) > 1 else "")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,13 @@ user's audio is converted to and from the models' mono 16 kHz at the training le
     instruction --text encoder--> tokens [1, L, D], mask [1, L]
     noise [1, C, T] --sampler (DDIM / DPM-Solver++) with EditorDenoiser (CFG)--> z_tgt
     z_tgt --VAE decode_latents--> y [N]
+    x, y, VAE(x) --preserve.guide/compose--> output (add/remove/extract/replace; default on)
+
+With ``preserve`` (the default of every pipeline folder unless its ``pipeline.json`` says
+otherwise) the generated mix only guides gains on the user's own audio, and the added part
+is mixed in (:mod:`instructme.preserve`): untouched material never passes through the VAE and
+keeps the input's rate, channels and stereo image; the result also carries the edited part
+alone (``EditResult.part``). A remix, or ``preserve=False``, returns the generated mix.
 
 The conditioning is prepared exactly as :mod:`instructme.training.editor_cache` prepares it
 for training: VAE posterior means (no sampling), chord probabilities of the source mix at the
@@ -35,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from instructme.audio import peak_safe, resample
 from instructme.diffusion import EditorDenoiser, classifier_free_guidance
 from instructme.errors import CheckpointError, InstructionError, InstructMEError
 from instructme.pipeline_folder import (
@@ -73,6 +81,8 @@ class EditResult:
 
     ``task``/``args``: the parsed instruction (a chain is ``"multiround"`` with
     ``args["rounds"]``). ``seconds``: wall time of the edit. ``timings``: seconds per stage.
+    ``part``: the edited part alone (the added, removed or extracted instrument, the new one
+    of a replace; same format as ``audio``) when the output was source-preserving, else None.
     """
 
     audio: np.ndarray
@@ -82,6 +92,7 @@ class EditResult:
     args: dict[str, Any]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    part: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -212,29 +223,32 @@ class EditPipeline:
     # ------------------------------------------------------------------ editing
     def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str,
                  steps: int | None = None, guidance: float | None = None, seed: int = 0,
-                 sampler: str | None = None, progress: Progress | None = None) -> EditResult:
+                 sampler: str | None = None, progress: Progress | None = None,
+                 preserve: bool | None = None) -> EditResult:
         """Edit ``audio`` (``[N]``, ``[C, N]`` or ``[N, C]``) as ``instruction`` says.
 
-        ``steps``, ``guidance`` and ``sampler`` (``dpm`` or ``ddim``; also ``ddpm``) default to
-        the pipeline's (50, 3.0, dpm unless its ``pipeline.json`` says otherwise).
+        ``steps``, ``guidance``, ``sampler`` (``dpm`` or ``ddim``; also ``ddpm``) and
+        ``preserve`` (source-preserving output, see the module docstring) default to the
+        pipeline's (50, 3.0, dpm, True unless its ``pipeline.json`` says otherwise).
         ``progress(step, total)`` is called after every sampler step. A chained instruction
         runs as a multi-round edit and returns the last round (task ``"multiround"``).
         Deterministic for a ``seed``.
         """
         rounds = plan_rounds(instruction)
-        results = self._run(audio, sample_rate, rounds, steps, guidance, seed, sampler, progress)
+        results = self._run(audio, sample_rate, rounds, steps, guidance, seed, sampler, progress,
+                            preserve)
         if len(results) == 1:
             return results[0]
         last = results[-1]
         return EditResult(last.audio, last.sample_rate, instruction, "multiround",
                           {"rounds": [{"task": r.task, "args": r.args, "instruction": r.text}
                                       for r in rounds]},
-                          sum(r.seconds for r in results), _sum_timings(results))
+                          sum(r.seconds for r in results), _sum_timings(results), last.part)
 
     def edit_chain(self, audio: np.ndarray, sample_rate: int, instructions: Sequence[str],
                    steps: int | None = None, guidance: float | None = None, seed: int = 0,
-                   sampler: str | None = None, progress: Progress | None = None
-                   ) -> list[EditResult]:
+                   sampler: str | None = None, progress: Progress | None = None,
+                   preserve: bool | None = None) -> list[EditResult]:
         """Multi-round editing: each round's output is the next round's source. Returns one
         :class:`EditResult` per round (a text that chains edits counts as several rounds).
         Round ``k`` (from 0) samples with seed ``seed + k``; ``progress(step, total)`` counts
@@ -242,7 +256,7 @@ class EditPipeline:
         if isinstance(instructions, str):
             instructions = [instructions]
         return self._run(audio, sample_rate, plan_rounds(instructions), steps, guidance, seed,
-                         sampler, progress)
+                         sampler, progress, preserve)
 
     def resolve_settings(self, steps: int | None, guidance: float | None, sampler: str | None
                   ) -> tuple[int, float, str]:
@@ -264,12 +278,21 @@ class EditPipeline:
             raise InstructMEError(f"unknown sampler {sampler!r} (known: dpm, ddim, ddpm)")
         return steps, guidance, SAMPLERS[sampler]
 
+    def resolve_preserve(self, preserve: bool | None) -> bool:
+        """Whether outputs are source-preserving (``None``: the pipeline's default)."""
+        preserve = self.defaults.get("preserve", True) if preserve is None else preserve
+        if not isinstance(preserve, bool | np.bool_):
+            raise InstructMEError(f"preserve must be true or false, got {preserve!r}")
+        return bool(preserve)
+
     def _run(self, audio: np.ndarray, sample_rate: int, rounds: list[Round],
              steps: int | None, guidance: float | None, seed: int, sampler: str | None,
-             progress: Progress | None) -> list[EditResult]:
-        from instructme.pipeline_audio import finish, limit_source, prepare
+             progress: Progress | None, preserve: bool | None = None) -> list[EditResult]:
+        from instructme.pipeline_audio import finish_channels, limit_source, prepare, to_layout
+        from instructme.preserve import PRESERVING_TASKS, compose, guide
 
         steps, guidance, sampler = self.resolve_settings(steps, guidance, sampler)
+        preserve = self.resolve_preserve(preserve)
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise InstructMEError(f"seed must be an integer, got {seed!r}")
         prep = prepare(audio, sample_rate, self.sample_rate)
@@ -277,6 +300,7 @@ class EditPipeline:
         results = []
         with self._lock, torch.inference_mode():
             x, gain = prep.mono, prep.gain
+            user = prep.audio  # [C, N]: the user's audio as the current round's source
             for k, rd in enumerate(rounds):
                 t0 = time.perf_counter()
 
@@ -284,20 +308,33 @@ class EditPipeline:
                     if progress is not None:
                         progress(k * steps + i, total)
 
-                y, timings = self._edit_mono(x, rd.text, steps, guidance, int(seed) + k,
-                                             sampler, step_cb)
+                keep = preserve and rd.task in PRESERVING_TASKS
+                y, timings, ref = self._edit_mono(x, rd.text, steps, guidance, int(seed) + k,
+                                                  sampler, step_cb, reference=keep)
                 t1 = time.perf_counter()
-                out = finish(y, prep, gain)
+                part = None
+                if keep:
+                    assert ref is not None and user is not None
+                    g = guide(ref, y, self.sample_rate, rd.task)
+                    out_cn, part_cn = compose(user, prep.sample_rate, g, rd.task, gain)
+                    part = to_layout(part_cn, prep, safe=False)
+                    y = resample(out_cn.mean(axis=0), prep.sample_rate, self.sample_rate) * gain
+                else:
+                    out_cn = finish_channels(y, prep, gain)
+                user = peak_safe(np.nan_to_num(out_cn.astype(np.float32)))  # [C, N]
+                out = to_layout(user, prep)
                 timings["output"] = time.perf_counter() - t1
                 results.append(EditResult(out, prep.sample_rate, rd.text, rd.task, dict(rd.args),
-                                          time.perf_counter() - t0, timings))
+                                          time.perf_counter() - t0, timings, part))
                 x, scale = limit_source(y)  # the next round's source, at the training level
                 gain *= scale
         return results
 
     def _edit_mono(self, x: np.ndarray, text: str, steps: int, guidance: float, seed: int,
-                   sampler: str, progress: Progress) -> tuple[np.ndarray, dict[str, float]]:
-        """One edit of mono model-rate audio ``x: [N]`` -> ``([N], stage timings)``."""
+                   sampler: str, progress: Progress, reference: bool = False
+                   ) -> tuple[np.ndarray, dict[str, float], np.ndarray | None]:
+        """One edit of mono model-rate audio ``x: [N]`` -> ``(y [N], stage timings, VAE
+        round trip of x [N] if reference else None)``."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
         src = torch.from_numpy(x)[None].to(self.device)  # [1, N]
@@ -324,8 +361,11 @@ class EditPipeline:
         timings["sample"] = time.perf_counter() - t
         t = time.perf_counter()
         y = self.vae.decode_latents(z, length=src.shape[-1])[0]  # [N]
+        ref = None
+        if reference:  # what the VAE alone does to the source: the guide's reference
+            ref = self.vae.decode_latents(z_src, length=src.shape[-1])[0].float().cpu().numpy()
         timings["decode"] = time.perf_counter() - t
-        return y.float().cpu().numpy(), timings
+        return y.float().cpu().numpy(), timings, ref
 
 
 class SequentialGuidance(EditorDenoiser):
@@ -392,7 +432,8 @@ def load_pipeline(model: str | Path | EditPipeline | None = None,
 def edit(path_in: str | Path, instruction: str | Sequence[str], path_out: str | Path, *,
          model: str | Path | EditPipeline | None = None, steps: int | None = None,
          guidance: float | None = None, seed: int = 0, sampler: str | None = None,
-         progress: Progress | None = None, device: str | None = None) -> EditResult:
+         progress: Progress | None = None, device: str | None = None,
+         preserve: bool | None = None) -> EditResult:
     """Edit an audio file and write the result (atomically; same rate, length, channels).
 
     ``instruction``: one text (may chain edits with 'then') or a list of rounds; returns the
@@ -406,7 +447,7 @@ def edit(path_in: str | Path, instruction: str | Sequence[str], path_out: str | 
     x, sr = load(path_in, sample_rate=None, mono=False)  # [C, N]
     pipe = load_pipeline(model, device)
     texts = [instruction] if isinstance(instruction, str) else list(instruction)
-    results = pipe.edit_chain(x, sr, texts, steps, guidance, seed, sampler, progress)
+    results = pipe.edit_chain(x, sr, texts, steps, guidance, seed, sampler, progress, preserve)
     last = results[-1]
     save(path_out, last.audio, last.sample_rate)
     if len(results) == 1:
@@ -414,7 +455,7 @@ def edit(path_in: str | Path, instruction: str | Sequence[str], path_out: str | 
     return EditResult(last.audio, last.sample_rate, " then ".join(texts), "multiround",
                       {"rounds": [{"task": r.task, "args": r.args, "instruction": r.instruction}
                                   for r in results]},
-                      sum(r.seconds for r in results), _sum_timings(results))
+                      sum(r.seconds for r in results), _sum_timings(results), last.part)
 
 
 def check_output_path(path_in: str | Path, path_out: str | Path) -> None:

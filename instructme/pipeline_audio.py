@@ -46,7 +46,8 @@ MAX_SECONDS = 20 * 60.0
 class PreparedAudio:
     """A user's audio ready for the models, plus what is needed to give the result back.
 
-    ``mono``: float32 ``[N']`` at ``model_rate``, scaled by ``gain`` to the training level.
+    ``mono``: float32 ``[N']`` at ``model_rate``, scaled by ``gain`` to the training level;
+    ``audio``: the checked input itself, float32 ``[C, N]`` at ``sample_rate``.
     """
 
     mono: np.ndarray
@@ -56,6 +57,7 @@ class PreparedAudio:
     num_samples: int
     channels: int
     layout: str  # "mono" ([N]), "cn" ([C, N]) or "nc" ([N, C])
+    audio: np.ndarray | None = None
 
     @property
     def seconds(self) -> float:
@@ -120,7 +122,7 @@ def prepare(audio: np.ndarray, sample_rate: int, model_rate: int) -> PreparedAud
     gain = 10.0 ** (MODEL_PEAK_DB / 20.0) / float(np.abs(mono).max())
     mono = resample(mono * np.float32(gain), int(sample_rate), model_rate)
     return PreparedAudio(np.ascontiguousarray(mono, dtype=np.float32), model_rate, gain,
-                         int(sample_rate), n, channels, layout)
+                         int(sample_rate), n, channels, layout, x)
 
 
 def limit_source(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -141,14 +143,26 @@ def finish(y: np.ndarray, prep: PreparedAudio, gain: float | None = None) -> np.
     exactly the input's, makes it peak-safe and copies it onto every channel in the input's
     layout. Returns float32.
     """
+    return to_layout(finish_channels(y, prep, gain), prep)
+
+
+def finish_channels(y: np.ndarray, prep: PreparedAudio, gain: float | None = None
+                    ) -> np.ndarray:
+    """As :func:`finish`, but channels-first ``[C, N]`` and not yet peak-safe."""
     g = prep.gain if gain is None else gain
     out = resample(np.asarray(y, dtype=np.float32) / np.float32(g), prep.model_rate,
                    prep.sample_rate)
     n = prep.num_samples
     out = out[:n] if out.shape[0] >= n else np.pad(out, (0, n - out.shape[0]))
-    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-    out = peak_safe(out.astype(np.float32))
+    return np.repeat(out[None], prep.channels, axis=0)
+
+
+def to_layout(audio: np.ndarray, prep: PreparedAudio, safe: bool = True) -> np.ndarray:
+    """User-rate audio ``[C, N]`` -> the input's layout (``[N]``, ``[C, N]`` or ``[N, C]``),
+    float32, non-finite samples zeroed and (``safe``) made peak-safe."""
+    out = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if safe:
+        out = peak_safe(out)
     if prep.layout == "mono":
-        return np.ascontiguousarray(out, dtype=np.float32)
-    multi = np.repeat(out[None], prep.channels, axis=0)
-    return np.ascontiguousarray(multi if prep.layout == "cn" else multi.T, dtype=np.float32)
+        return np.ascontiguousarray(out[0], dtype=np.float32)
+    return np.ascontiguousarray(out if prep.layout == "cn" else out.T, dtype=np.float32)

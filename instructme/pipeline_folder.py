@@ -21,8 +21,9 @@ from instructme.errors import CheckpointError
 FORMAT = "instructme-pipeline"
 FORMAT_VERSION = 1
 PIPELINE_JSON = "pipeline.json"
-#: Default sampler steps, guidance scale and sampler of a new pipeline folder.
-DEFAULTS: dict[str, Any] = {"steps": 50, "guidance": 3.0, "sampler": "dpm"}
+#: Default sampler steps, guidance scale, sampler and source-preserving output
+#: (:mod:`instructme.preserve`) of a new pipeline folder.
+DEFAULTS: dict[str, Any] = {"steps": 50, "guidance": 3.0, "sampler": "dpm", "preserve": True}
 #: Environment variable naming the default pipeline folder.
 MODEL_ENV = "INSTRUCTME_MODEL"
 

@@ -7,7 +7,8 @@ For record ``r`` the source window (``r["source"]`` stems summed, ``r["start"]``
 record runs its rounds' instructions in order, each output the next source) and written to
 ``OUT/<r["id"]>.wav``. Files are written atomically, so a finished file is a complete edit and
 an interrupted run resumes where it stopped; ``OUT/generate.json`` records the model and the
-sampler settings, and a folder made with other settings is refused.
+sampler and output settings, and a folder made with other settings is refused (a folder from
+before the ``preserve`` setting existed holds generated mixes: ``preserve`` false).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def record_instructions(rec: dict[str, Any]) -> list[str]:
 def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path, *,
                    data_dir: str | Path | None = None, limit: int | None = None,
                    seed: int = 0, steps: int | None = None, guidance: float | None = None,
-                   sampler: str | None = None, model_name: str = "",
+                   sampler: str | None = None, preserve: bool | None = None,
+                   model_name: str = "",
                    progress: bool = True) -> dict[str, Any]:
     """Write ``OUT/<id>.wav`` for the records of ``manifest`` (the seeded ``limit`` sample
     that ``evaluate_edits(..., limit=limit, seed=seed)`` scores). Returns a summary dict:
@@ -53,11 +55,13 @@ def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path, *,
     records = sample_records(records, limit, seed)
     sr = dataset_sample_rate(data)
     n_steps, scale, scheduler = pipe.resolve_settings(steps, guidance, sampler)
+    keep = pipe.resolve_preserve(preserve)
     settings = {"manifest": str(manifest.resolve()), "model": model_name, "seed": seed,
-                "limit": limit, "steps": n_steps, "guidance": scale, "sampler": scheduler}
+                "limit": limit, "steps": n_steps, "guidance": scale, "sampler": scheduler,
+                "preserve": keep}
     meta_path = out / SETTINGS_NAME
     if meta_path.is_file():
-        have = json.loads(meta_path.read_text())
+        have = {"preserve": False, **json.loads(meta_path.read_text())}
         diff = sorted(k for k in settings if have.get(k) != settings[k])
         if diff:
             raise ManifestError(f"{out}: holds edits made with other settings ({', '.join(diff)})"
@@ -75,7 +79,7 @@ def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path, *,
             continue
         x = load_window(data, rec["source"], float(rec["start"]), float(rec["duration"]), sr)
         results = pipe.edit_chain(x, sr, record_instructions(rec), steps=steps,
-                                  guidance=guidance, seed=seed, sampler=sampler)
+                                  guidance=guidance, seed=seed, sampler=sampler, preserve=keep)
         save(path, results[-1].audio, sr)
         edited += 1
         seconds += x.shape[0] / sr

@@ -279,3 +279,32 @@ def test_subprocess_error_has_no_traceback(tmp_path):
                            str(tmp_path / "o.wav")], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"error: {tmp_path / 'missing.wav'}: file not found"
+
+
+def test_part_and_preserve_flags(model, tmp_path, capsys):
+    src = write_tones(tmp_path / "song.wav", channels=2, sr=22_050)
+    out, part = tmp_path / "out.wav", tmp_path / "drums.wav"
+    code, _, _ = run(["edit", str(src), "remove the drums", "-o", str(out), "--part",
+                      str(part), "--model", model, *STEPS], capsys)
+    assert code == 0
+    x, y, p = (sf.read(f, dtype="float32")[0] for f in (src, out, part))
+    assert y.shape == p.shape == x.shape
+    np.testing.assert_allclose(y + p, x, atol=1e-3)  # output + removed part = the input
+    assert not np.array_equal(y[:, 0], y[:, 1])  # each channel keeps its own content
+    code, _, _ = run(["edit", str(src), "remove the drums", "-o", str(tmp_path / "g.wav"),
+                      "--no-preserve", "--model", model, *STEPS], capsys)
+    g = sf.read(tmp_path / "g.wav", dtype="float32")[0]
+    assert code == 0 and np.array_equal(g[:, 0], g[:, 1])  # the generated mono mix
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for argv, msg in [
+        (["remix this as jazz", "--part", str(tmp_path / "p.wav")], "a remix has no separate"),
+        (["remove the drums", "--no-preserve", "--part", str(tmp_path / "p.wav")],
+         "needs source-preserving"),
+        (["remove the drums", "--part", str(src)], "refusing to overwrite the input"),
+        (["remove the drums", "--part", str(tmp_path / "o.wav")], "must differ"),
+    ]:
+        o = tmp_path / "o.wav"
+        code, _, err = run(["edit", str(src), argv[0], "-o", str(o), *argv[1:], "--model",
+                            model, *STEPS], capsys)
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

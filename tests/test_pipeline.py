@@ -43,7 +43,8 @@ def test_tiny_folder_layout_and_round_trip(tiny_dir, pipe, tmp_path):
     assert {p.name for p in tiny_dir.iterdir()} == {"vae", "chord", "editor", "pipeline.json"}
     meta = json.loads((tiny_dir / "pipeline.json").read_text())
     assert meta["text_encoder"]["kind"] == "hash" and meta["sample_rate"] == 16_000
-    assert meta["defaults"] == {"steps": 50, "guidance": 3.0, "sampler": "dpm"}
+    assert meta["defaults"] == {"steps": 50, "guidance": 3.0, "sampler": "dpm",
+                                "preserve": True}
     again = EditPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"), device="cpu")
     for a, b in zip(pipe.editor.state_dict().values(), again.editor.state_dict().values()):
         assert torch.equal(a, b)
@@ -52,20 +53,30 @@ def test_tiny_folder_layout_and_round_trip(tiny_dir, pipe, tmp_path):
                           again(x, 16_000, "add a piano", steps=2).audio)
 
 
+@pytest.mark.parametrize("preserve", [True, False])
 @pytest.mark.parametrize("layout", ["cn", "nc", "mono"])
-def test_output_keeps_rate_length_channels_layout(pipe, layout):
+def test_output_keeps_rate_length_channels_layout(pipe, layout, preserve):
     sr = 44_100
     x = tones(1.3, sr, channels=1 if layout == "mono" else 2)
     x = x.T.copy() if layout == "nc" else x
-    r = pipe(x, sr, "remove the drums", steps=STEPS)
+    r = pipe(x, sr, "remove the drums", steps=STEPS, preserve=preserve)
     assert isinstance(r, EditResult)
     assert r.audio.shape == x.shape and r.audio.dtype == np.float32 and r.sample_rate == sr
     assert np.isfinite(r.audio).all() and 0 < np.abs(r.audio).max() <= SAFE_PEAK + 1e-6
     assert (r.task, r.args) == ("remove", {"instrument": "drums"})
     assert r.seconds > 0 and {"encode", "chords", "sample", "decode"} <= set(r.timings)
-    if layout != "mono":  # the mono downmix's edit on every channel
-        ch = r.audio if layout == "cn" else r.audio.T
-        assert np.array_equal(ch[0], ch[1])
+    assert (r.part is not None) == preserve
+    if preserve:  # the removed part and the output add up to the input
+        assert r.part.shape == x.shape and r.part.dtype == np.float32
+        np.testing.assert_allclose(r.audio + r.part, x, atol=1e-4)
+    if layout != "mono":
+        ch, src = (r.audio, x) if layout == "cn" else (r.audio.T, x.T)
+        if preserve:  # each channel keeps its own content (here: its own tone)
+            for c in range(2):
+                corr = [np.corrcoef(ch[c], s)[0, 1] for s in src]
+                assert corr[c] > 0.5 and corr[c] > corr[1 - c] + 0.3
+        else:  # the mono downmix's edit on every channel
+            assert np.array_equal(ch[0], ch[1])
 
 
 def test_integer_pcm_and_8_khz_input(pipe):

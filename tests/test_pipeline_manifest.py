@@ -74,3 +74,24 @@ def test_record_instructions():
     rec = {"task": "multiround", "instruction": "a, then b",
            "rounds": [{"instruction": "a"}, {"instruction": "b"}]}
     assert record_instructions(rec) == ["a", "b"]
+
+
+def test_preserve_is_a_recorded_setting(setup, tmp_path):
+    root, manifest, records, pipe, _ = setup
+    out = tmp_path / "edits"
+    generate_edits(pipe, manifest, out, steps=2, limit=2, preserve=False, progress=False)
+    assert json.loads((out / "generate.json").read_text())["preserve"] is False
+    with pytest.raises(ManifestError, match=r"other settings \(preserve\)"):
+        generate_edits(pipe, manifest, out, steps=2, limit=2, progress=False)  # default: on
+    # a folder written before the setting existed holds generated mixes
+    meta = json.loads((out / "generate.json").read_text())
+    del meta["preserve"]
+    (out / "generate.json").write_text(json.dumps(meta))
+    res = generate_edits(pipe, manifest, out, steps=2, limit=2, preserve=False, progress=False)
+    assert res["skipped"] == 2
+    kept = tmp_path / "kept"
+    generate_edits(pipe, manifest, kept, steps=2, limit=2, progress=False)
+    task = {r["id"]: r["task"] for r in records}
+    for r in sample_records(records, 2, seed=0):
+        a, b = (sf.read(d / f"{r['id']}.wav")[0] for d in (out, kept))
+        assert a.shape == b.shape and np.allclose(a, b) == (task[r["id"]] == "remix")

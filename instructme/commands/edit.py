@@ -39,6 +39,10 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     if args.keep_intermediate:
         for k in range(1, len(rounds)):
             check_output_path(args.input, intermediate_path(out, k))
+    if args.part is not None:
+        check_output_path(args.input, args.part)
+        if Path(args.part).resolve() == out.resolve():
+            raise InstructMEError(f"{args.part}: --part must differ from the output file")
     if args.spectrogram is not None:
         png = Path(args.spectrogram)
         if png.suffix.lower() != ".png" or png.is_dir():
@@ -57,6 +61,14 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     pipe = load_pipeline(args.model, args.device)
     load_s = time.perf_counter() - t0
+    if args.part is not None:
+        from instructme.preserve import PRESERVING_TASKS
+
+        if rounds[-1].task not in PRESERVING_TASKS:
+            raise InstructMEError(f"--part: a {rounds[-1].task} has no separate part (only "
+                                  "add, remove, extract and replace do)")
+        if not pipe.resolve_preserve(args.preserve):
+            raise InstructMEError("--part needs source-preserving output (drop --no-preserve)")
 
     bar: Any = None
     if not args.quiet:
@@ -80,17 +92,20 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     try:
         results = pipe.edit_chain(x, sr, texts, steps=args.steps, guidance=args.guidance,
-                                  seed=args.seed, sampler=args.sampler, progress=progress)
+                                  seed=args.seed, sampler=args.sampler, progress=progress,
+                                  preserve=args.preserve)
     finally:
         if bar is not None:
             bar.close()
     edit_s = time.perf_counter() - t1
-    outputs = [(intermediate_path(out, k), r) for k, r in enumerate(results[:-1], start=1)
-               if args.keep_intermediate] + [(out, results[-1])]
+    outputs = [(intermediate_path(out, k), r.audio) for k, r in enumerate(results[:-1], start=1)
+               if args.keep_intermediate] + [(out, results[-1].audio)]
+    if args.part is not None and results[-1].part is not None:
+        outputs.append((Path(args.part), results[-1].part))
     written = []
-    for path, r in outputs:
+    for path, audio in outputs:
         try:
-            written.append(save(path, r.audio, r.sample_rate))
+            written.append(save(path, audio, sr))
         except OSError as e:  # disk full, permissions, ...: the old file is left as it was
             raise InstructMEError(f"{path}: could not write ({e.strerror or e})") from None
     if args.spectrogram is not None:
@@ -167,6 +182,14 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="another edit applied to the result (repeatable)")
     p.add_argument("--keep-intermediate", action="store_true",
                    help="also write OUT.round1.wav, ... for every round but the last")
+    p.add_argument("--preserve", action=argparse.BooleanOptionalAction, default=None,
+                   help="source-preserving output: the generated mix only guides gains on "
+                        "your audio and adds the new part, so what is not edited keeps its "
+                        "quality, rate and stereo image (default: the model's, on; remixes "
+                        "always return the generated mix)")
+    p.add_argument("--part", metavar="FILE",
+                   help="also write the edited part alone (the added, removed or extracted "
+                        "instrument; the new one of a replace) here")
     p.add_argument("--spectrogram", metavar="PNG",
                    help="also write before/after spectrograms (one panel per round) here")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")

@@ -57,7 +57,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     model_name = str(Path(args.model).resolve()) if args.model else "default"
     res = generate_edits(pipe, args.manifest, args.out, data_dir=args.data, limit=args.limit,
                          seed=args.seed, steps=args.steps, guidance=args.guidance,
-                         sampler=args.sampler, model_name=model_name, progress=not args.quiet)
+                         sampler=args.sampler, preserve=args.preserve, model_name=model_name,
+                         progress=not args.quiet)
     rtf = res["wall"] / res["seconds"] if res["seconds"] else float("nan")
     print(f"wrote {res['edited']} edits to {args.out} ({res['skipped']} already there) of "
           f"{res['records']} records; {res['seconds']:.0f} s of audio in {res['wall']:.0f} s "
@@ -112,6 +113,8 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     g.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
     g.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     g.add_argument("--sampler", choices=["dpm", "ddim"], help="sampler (default: the model's)")
+    g.add_argument("--preserve", action=argparse.BooleanOptionalAction, default=None,
+                   help="source-preserving outputs (default: the model's, on)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     g.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
