@@ -9,13 +9,14 @@ user's audio is converted to and from the models' mono 16 kHz at the training le
     instruction --text encoder--> tokens [1, L, D], mask [1, L]
     noise [1, C, T] --sampler (DDIM / DPM-Solver++) with EditorDenoiser (CFG)--> z_tgt
     z_tgt --VAE decode_latents--> y [N]
-    x, y, VAE(x) --preserve.guide/compose--> output (add/remove/extract/replace; default on)
+    VAE(x), y --preserve.guide--> gains; x + gains --compose--> output (add/remove/replace)
 
 With ``preserve`` (the default of every pipeline folder unless its ``pipeline.json`` says
 otherwise) the generated mix only guides gains on the user's own audio, and the added part
 is mixed in (:mod:`instructme.preserve`): untouched material never passes through the VAE and
 keeps the input's rate, channels and stereo image; the result also carries the edited part
-alone (``EditResult.part``). A remix, or ``preserve=False``, returns the generated mix.
+alone (``EditResult.part``). An extract, a remix, or ``preserve=False`` returns the
+generated mix (an extract's part is its output).
 
 The conditioning is prepared exactly as :mod:`instructme.training.editor_cache` prepares it
 for training: VAE posterior means (no sampling), chord probabilities of the source mix at the
@@ -323,6 +324,8 @@ class EditPipeline:
                     out_cn = finish_channels(y, prep, gain)
                 user = peak_safe(np.nan_to_num(out_cn.astype(np.float32)))  # [C, N]
                 out = to_layout(user, prep)
+                if preserve and rd.task == "extract":  # the generated mix is the part
+                    part = out.copy()
                 timings["output"] = time.perf_counter() - t1
                 results.append(EditResult(out, prep.sample_rate, rd.text, rd.task, dict(rd.args),
                                           time.perf_counter() - t0, timings, part))

@@ -6,12 +6,26 @@ through the VAE, and that the edited part can be returned on its own. InstructME
 (arXiv 2308.14360) generates the whole target mix; here the generated mix is used as a
 *time-frequency guide* for the source instead of as the output:
 
-With ``S = STFT(source)`` and ``G = STFT(generated)`` (model rate, mono, Hann window of
-``n_fft`` with hop ``n_fft / 4``) and ``P_X`` the power ``|X|^2`` smoothed over a few
-bins and frames (:func:`scipy.ndimage.uniform_filter`)::
+With ``R = STFT(reference)`` and ``G = STFT(generated)`` (model rate, mono, Hann window of
+``n_fft`` with hop ``n_fft / 4``) and ``P_X`` the power ``|X|^2`` smoothed over
+:data:`SMOOTH` bins and frames (:func:`scipy.ndimage.uniform_filter`)::
 
-    keep  K = clip(sqrt(P_G / P_S), 0, 1)        # where the edit took energy away
-    add   A = clip(1 - sqrt(P_S / P_G), 0, 1)    # the part of G that is new energy
+    keep  K = clip(sqrt(P_G / P_R), 0, 1)            # where the edit took energy away
+    add   A = clip(1 - a * sqrt(P_R / P_G), 0, 1)    # the part of G that is new energy
+
+The reference is the VAE's own round trip of the source, not the source itself: the
+generated mix has been through the VAE's decoder, so comparing it with the source would
+read the VAE's smearing (weaker harmonics, noisy bass) as an edit and attenuate untouched
+instruments. ``a`` = :data:`ADD_TOLERANCE` (< 1) also keeps a little of the generated mix
+where it overlaps the source, so that an added instrument is heard where it shares bands
+with the music. Measured on 6 validation edits per task with the shipped
+``instructme-small`` (multi-scale log-mel distance to the exact target; do nothing /
+generated mix / this): add 0.164 / 0.270 / 0.157, remove 0.174 / 0.306 / 0.207, replace
+0.159 / 0.269 / 0.183 (source as the reference instead: remove 0.260, replace 0.249), with the
+classifier's instruction accuracy as high as the generated mix's for add and remove. Extract
+is better served by the generated mix (mel 0.662 vs 0.684, and the attenuated rest of the
+mix stays audible to the classifier), so :class:`~instructme.pipeline.EditPipeline` keeps the
+source only for :data:`PRESERVING_TASKS`; :func:`guide` also does extract.
 
 and per task (the ``part`` is what the edit removed, extracted or added):
 
@@ -43,11 +57,15 @@ from scipy.ndimage import uniform_filter
 
 from instructme.audio import resample
 
-#: Tasks whose output keeps the source (all but ``remix``).
-PRESERVING_TASKS = ("add", "remove", "extract", "replace")
-#: STFT size (samples at the model rate; 64 ms at 16 kHz) and smoothing (bins, frames).
+#: Tasks whose pipeline output keeps the source (see the module docstring for extract).
+PRESERVING_TASKS = ("add", "remove", "replace")
+#: Tasks :func:`guide` can do.
+GUIDED_TASKS = ("add", "remove", "extract", "replace")
+#: STFT size (samples at the model rate; 64 ms at 16 kHz), smoothing (bins, frames) and the
+#: tolerance ``a`` of the added part (module docstring).
 N_FFT = 1024
-SMOOTH = (3, 5)
+SMOOTH = (9, 9)
+ADD_TOLERANCE = 0.7
 #: Model-rate bins above this fraction of the Nyquist frequency are not trusted (resampling
 #: filters leave them nearly empty); user bins above it take the top octave's mean gain.
 TRUST = 0.875
@@ -89,19 +107,20 @@ def _smoothed_power(spec: torch.Tensor) -> np.ndarray:
                           mode="nearest")
 
 
-def guide(source: np.ndarray, generated: np.ndarray, sample_rate: int, task: str,
+def guide(reference: np.ndarray, generated: np.ndarray, sample_rate: int, task: str,
           n_fft: int = N_FFT) -> Guide:
-    """Gains of an edit from ``source`` and ``generated`` (mono ``[N]``, model rate and level).
+    """Gains of an edit from ``reference`` (the VAE's round trip of the source) and
+    ``generated`` (mono ``[N]``, model rate and level).
 
-    ``task``: one of :data:`PRESERVING_TASKS` (``add`` keeps the source whole: ``K = 1``;
+    ``task``: one of :data:`GUIDED_TASKS` (``add`` keeps the source whole: ``K = 1``;
     ``remove``/``extract`` add nothing).
     """
-    if task not in PRESERVING_TASKS:
+    if task not in GUIDED_TASKS:
         raise ValueError(f"no source-preserving output for task {task!r}")
-    n = source.shape[-1]
+    n = reference.shape[-1]
     gen = generated[:n] if generated.shape[-1] >= n else np.pad(generated,
                                                                 (0, n - generated.shape[-1]))
-    s, g = _stft(source, n_fft), _stft(gen, n_fft)
+    s, g = _stft(reference, n_fft), _stft(gen, n_fft)
     ps, pg = _smoothed_power(s), _smoothed_power(g)
     floor = 1e-10 + 1e-7 * float(max(ps.max(), pg.max()))  # ~ -70 dB below the loudest bin
     keep = np.clip(np.sqrt((pg + floor) / (ps + floor)), 0.0, 1.0)
@@ -109,7 +128,7 @@ def guide(source: np.ndarray, generated: np.ndarray, sample_rate: int, task: str
         keep = np.ones_like(keep)
     added = np.zeros(n, dtype=np.float32)
     if task in ("add", "replace"):
-        frac = np.clip(1.0 - np.sqrt((ps + floor) / (pg + floor)), 0.0, 1.0)
+        frac = np.clip(1.0 - ADD_TOLERANCE * np.sqrt((ps + floor) / (pg + floor)), 0.0, 1.0)
         added = _istft(g * torch.from_numpy(frac.astype(np.float32)), n_fft, n)
     return Guide(keep.astype(np.float32), added, int(sample_rate), n_fft)
 

@@ -279,3 +279,24 @@ def test_import_is_light_and_exports_api():
             "from instructme import EditPipeline, EditResult, edit; print(EditPipeline.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "EditPipeline"
+
+
+def test_which_tasks_keep_the_source(pipe):
+    """add/remove/replace keep the source; extract and remix return the generated mix
+    (an extract's part is its output; a remix has none)."""
+    x = tones(1.0, 22_050, channels=2)
+    for text, kept in [("add a piano", True), ("remove the drums", True),
+                       ("replace the piano with strings", True), ("extract the bass", False),
+                       ("remix this as jazz", False)]:
+        r = pipe(x, 22_050, text, steps=STEPS, seed=3)
+        g = pipe(x, 22_050, text, steps=STEPS, seed=3, preserve=False)
+        assert g.part is None
+        assert np.array_equal(r.audio, g.audio) != kept, text
+        if r.task == "remix":
+            assert r.part is None
+        elif r.task == "extract":
+            assert np.array_equal(r.part, r.audio)
+        else:
+            assert r.part is not None and r.part.shape == x.shape
+    with pytest.raises(InstructMEError, match="preserve must be"):
+        pipe(x, 22_050, "add a piano", steps=STEPS, preserve="yes")

@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instructme.preserve import N_FFT, apply_keep, compose, guide, keep_gains_at, user_n_fft
+from instructme.preserve import (
+    ADD_TOLERANCE,
+    N_FFT,
+    apply_keep,
+    compose,
+    guide,
+    keep_gains_at,
+    user_n_fft,
+)
 
 SR = 16_000
 
@@ -52,7 +60,9 @@ def test_add_leaves_the_source_intact_and_adds_the_new_part():
     np.testing.assert_allclose(out - part, src[None], atol=1e-6)  # the source, bit for bit
     # the added part is the new tone, at the user's level (model level / gain)
     assert abs(band_db(part[0], 1200) - band_db(new / 2.0, 1200)) < 1.0
-    assert band_db(part[0], 330) < band_db(part[0], 1200) - 20
+    # where the generated mix only repeats the source, 1 - ADD_TOLERANCE of it is added
+    expect = 20 * np.log10(1 - ADD_TOLERANCE) + band_db(src / 2.0, 330)
+    assert abs(band_db(part[0], 330) - expect) < 1.5
 
 
 def test_replace_swaps_one_tone_for_another():
@@ -61,8 +71,9 @@ def test_replace_swaps_one_tone_for_another():
     out, part = compose((keep + old)[None], SR, g, "replace", gain=1.0)
     assert band_db(out[0], 2000) < band_db(old, 2000) - 20
     assert abs(band_db(out[0], 900) - band_db(new, 900)) < 1.5
-    assert abs(band_db(out[0], 220) - band_db(keep, 220)) < 0.5
-    assert band_db(part[0], 900) > band_db(part[0], 220) + 20
+    # kept, plus 1 - ADD_TOLERANCE of the generated copy (here in phase: at most +2.3 dB)
+    assert 0 <= band_db(out[0], 220) - band_db(keep, 220) < 20 * np.log10(2 - ADD_TOLERANCE) + 0.1
+    assert band_db(part[0], 900) > band_db(part[0], 220) + 8
 
 
 def test_gains_on_another_rate_and_channels():

@@ -62,11 +62,9 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, args.device)
     load_s = time.perf_counter() - t0
     if args.part is not None:
-        from instructme.preserve import PRESERVING_TASKS
-
-        if rounds[-1].task not in PRESERVING_TASKS:
-            raise InstructMEError(f"--part: a {rounds[-1].task} has no separate part (only "
-                                  "add, remove, extract and replace do)")
+        if rounds[-1].task == "remix":
+            raise InstructMEError("--part: a remix has no separate part (add, remove, extract "
+                                  "and replace have)")
         if not pipe.resolve_preserve(args.preserve):
             raise InstructMEError("--part needs source-preserving output (drop --no-preserve)")
 
