@@ -127,6 +127,7 @@ def test_trainer_eval_and_cli(data, tmp_path, capsys):
         "support"] > 0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [4, 6]
+    assert (out / "loss.png").stat().st_size > 0
     model = load_model(InstrumentClassifier, out)
     assert "pop" in model.style_names
     # same seed, same data: the same weights

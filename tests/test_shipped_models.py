@@ -77,3 +77,35 @@ def test_shipped_pipeline_edits_the_bundled_example():
         return float(librosa.feature.spectral_centroid(y=y, sr=sr).mean())
 
     assert centroid(bass) < 0.3 * centroid(x)
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLE_STEMS = {"arr000-00026-country": ("country", {"drums", "bass", "piano", "strings"}),
+                 "arr000-00058-funk": ("funk", {"drums", "bass", "guitar", "synth_lead"}),
+                 "arr000-00103-orchestral": ("orchestral", {"strings", "brass", "woodwinds"})}
+
+
+@pytest.mark.skipif(not (MODELS / "classifier-small").is_dir(), reason="no shipped classifier")
+def test_shipped_classifier_names_the_stems_and_style_of_the_examples():
+    """The bundled held-out songs: every stem found, the style right, and (with the calibrated
+    thresholds) at most one class that does not play, over the three songs."""
+    import soundfile as sf
+    import torch
+
+    from instructme.models.classifier import InstrumentClassifier
+
+    model = load_model(InstrumentClassifier, MODELS / "classifier-small").eval()
+    assert model.config.thresholds is not None
+    false_positives = 0
+    for name, (style, stems) in EXAMPLE_STEMS.items():
+        x, sr = sf.read(EXAMPLES / f"{name}.flac", dtype="float32")
+        assert sr == model.config.sample_rate
+        with torch.no_grad():
+            pred = model.predict(torch.from_numpy(x)[None])
+        probs = pred["instruments"][0].numpy()
+        present = {n for n, p, t in zip(model.instrument_names, probs, model.thresholds)
+                   if p >= t}
+        assert stems <= present, (name, present)
+        false_positives += len(present - stems)
+        assert model.style_names[int(pred["style"][0].argmax())] == style
+    assert false_positives <= 1

@@ -19,6 +19,7 @@ from instructme.training.vae import (
     ReconstructionLoss,
     VAETrainConfig,
     generator_step_losses,
+    lr_factor,
     train_vae,
 )
 from instructme.training.vae_data import CropSampler, fixed_clips, load_split, read_sum
@@ -182,3 +183,24 @@ def test_replace_dir_swaps_folders(tmp_path: Path) -> None:
     replace_dir(tmp_path / "state.tmp", tmp_path / "state")
     assert (tmp_path / "state" / "a").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+def test_lr_schedule_warms_up_holds_and_decays() -> None:
+    cfg = VAETrainConfig(steps=1000, warmup_steps=100, decay_steps=400, lr_final=0.1)
+    f = [lr_factor(cfg, s) for s in range(1000)]
+    assert f[0] == pytest.approx(0.01) and f[99] == 1.0 and f[600] == 1.0
+    assert f[800] == pytest.approx(0.1 + 0.9 * 0.5) and f[999] == pytest.approx(0.1, abs=1e-3)
+    assert all(a >= b for a, b in zip(f[600:], f[601:]))  # monotone decay
+    assert lr_factor(VAETrainConfig(steps=1000, warmup_steps=1), 999) == 1.0  # no decay
+
+
+def test_resume_may_extend_the_run_with_a_decay(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train_vae(dataset, out, preset="tiny", steps=2, quiet=True)
+    train_vae(dataset, out, preset="tiny", steps=6, decay_steps=4, resume=True, quiet=True)
+    logs = [json.loads(line) for line in (out / "logs.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in logs if "total" in r]
+    base = VAETrainConfig.preset("tiny").lr
+    assert lrs[:2] == [base, base] and lrs[-1] < 0.2 * base  # decayed after the resume
+    saved = json.loads((out / "state" / "train_config.json").read_text())
+    assert (saved["steps"], saved["decay_steps"]) == (6, 4)

@@ -21,9 +21,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                    ("save_every", args.save_every),
                                    ("sample_every", args.sample_every)) if v is not None}
     if args.resume and overrides:
-        raise InstructMEError("--resume keeps the run's settings; only --steps may change")
+        raise InstructMEError("--resume keeps the run's settings; only --steps and "
+                              "--decay-steps may change")
+    if args.decay_steps is not None and args.decay_steps < 0:
+        raise InstructMEError("--decay-steps must be at least 0")
     train_vae(data, args.out, preset=args.preset, steps=args.steps, resume=args.resume,
-              quiet=args.quiet, **overrides)
+              quiet=args.quiet, decay_steps=args.decay_steps, **overrides)
     return 0
 
 
@@ -52,6 +55,9 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--decay-steps", type=int, default=None,
+                   help="cosine-decay the learning rate over the last N steps (default: the "
+                        "preset's, 0 for small; may change on --resume)")
     t.add_argument("--disc-start", type=int, default=None,
                    help="step at which the adversarial loss starts")
     t.add_argument("--save-every", type=int, default=None)

@@ -23,10 +23,13 @@ from torch import nn
 from instructme.config import Config
 from instructme.errors import ManifestError
 from instructme.models.classifier import ClassifierConfig, InstrumentClassifier, default_styles
+from instructme.training.plots import plot_losses
 from instructme.training.stem_mixes import MixSpec, SongRef, draw_mix, load_songs
 from instructme.training.supervised import LoopConfig, train_loop
 
 IGNORE_STYLE = -100
+#: Curves of the training log drawn into ``loss.png`` (validation numbers every eval_every).
+LOSS_CURVES = ("loss_inst", "loss_style", "eval.macro_f1", "eval.style_accuracy")
 
 
 @dataclasses.dataclass
@@ -254,6 +257,9 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
                       warmup_steps=tcfg.warmup_steps, ema_decay=tcfg.ema_decay,
                       log_every=tcfg.log_every, eval_every=tcfg.eval_every,
                       save_every=tcfg.eval_every, num_workers=tcfg.num_workers, seed=seed)
-    return train_loop(model, dataset, step_fn, out, loop,
-                      evaluate=evaluate if val is not None else None, resume=resume,
-                      extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed}, log=log)
+    result = train_loop(model, dataset, step_fn, out, loop,
+                        evaluate=evaluate if val is not None else None, resume=resume,
+                        extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed},
+                        log=log)
+    plot_losses(Path(out) / "train_log.jsonl", Path(out) / "loss.png", LOSS_CURVES)
+    return result

@@ -52,6 +52,9 @@ class VAETrainConfig(Config):
     lr: float = 4e-4
     betas: tuple[float, float] = (0.8, 0.99)
     warmup_steps: int = 200
+    #: The last ``decay_steps`` steps decay the learning rate (cosine) to ``lr_final`` x lr.
+    decay_steps: int = 0
+    lr_final: float = 0.05
     grad_clip: float = 10.0
     w_mel: float = 15.0
     w_stft: float = 1.0
@@ -131,13 +134,26 @@ class _Stop:
         cls.requested = True
 
 
+def lr_factor(cfg: VAETrainConfig, step: int) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up, constant, then (the last
+    ``decay_steps`` steps before ``steps``) cosine decay to ``lr_final``."""
+    factor = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    start = cfg.steps - cfg.decay_steps
+    if cfg.decay_steps > 0 and step >= start:
+        p = min(1.0, (step - start) / cfg.decay_steps)
+        factor *= cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * p))
+    return factor
+
+
 def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
               steps: int | None = None, resume: bool = False, quiet: bool = False,
-              model_overrides: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+              model_overrides: dict[str, Any] | None = None, decay_steps: int | None = None,
+              **overrides: Any) -> dict[str, Any]:
     """Train (or resume) a VAE on ``data_dir``; returns the last logged record.
 
     ``overrides`` change :class:`VAETrainConfig` fields, ``model_overrides`` :class:`VAEConfig`
-    fields of the preset (new runs only; a resumed run keeps its saved configs).
+    fields of the preset (new runs only; a resumed run keeps its saved configs, except
+    ``steps`` and ``decay_steps``: a run can be extended and end with a learning-rate decay).
     """
     from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
@@ -161,6 +177,8 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
         disc_cfg = DiscriminatorConfig.preset(preset)
     if steps is not None:
         cfg.steps = steps
+    if decay_steps is not None:
+        cfg.decay_steps = decay_steps
 
     torch.manual_seed(cfg.seed)
     train_songs = load_split(data_dir, "train", vae_cfg.sample_rate)
@@ -181,8 +199,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
     recon_loss = ReconstructionLoss(vae_cfg.sample_rate)
     opt_g = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
-    warm = max(1, cfg.warmup_steps)
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: min(1.0, (s + 1) / warm))
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: lr_factor(cfg, s))
     vae, disc, recon_loss, opt_g, opt_d, sched_g = accelerator.prepare(
         vae, disc, recon_loss, opt_g, opt_d, sched_g)
     ema = EMAModel(vae.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
