@@ -111,6 +111,12 @@ def test_upload_edit_download_and_chain(studio) -> None:
     assert status == 200 and headers["content-disposition"].startswith("attachment")
     y, sr = sf.read(io.BytesIO(data))
     assert sr == 22050 and y.shape == x.shape and np.abs(y).max() > 0
+    part = job["part"]  # source-preserving output: the removed part, downloadable
+    assert part["kind"] == "part" and part["name"] == "My Song - remove the drums - part.wav"
+    status, _, data = client.request("GET", part["audio_url"] + "?download=1")
+    p, sr = sf.read(io.BytesIO(data))
+    assert status == 200 and sr == 22050
+    np.testing.assert_allclose(y + p, x, atol=1e-3)  # output + removed part = the source
 
     # Chain a multi-round instruction on the result.
     status, job2 = client.json("POST", "/api/edit", {"audio": result["id"], "steps": 2,
@@ -122,6 +128,7 @@ def test_upload_edit_download_and_chain(studio) -> None:
     assert job2["task"] == "multiround" and len(job2["args"]["rounds"]) == 2
     assert job2["total"] == 4 and job2["result"]["parent"] == result["id"]
     assert job2["result"]["name"] == "My Song - add a piano then remix it as jazz.wav"
+    assert job2["part"] is None  # a remix last: no separate part
 
 
 def test_example_is_loaded_by_name(studio) -> None:

@@ -13,7 +13,8 @@ Endpoints (every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status
 - ``POST /api/edit`` ``{"audio": id, "instruction", "steps", "guidance", "seed", "sampler"}``:
   checks the instruction at once, then queues the edit -> ``{"job": id, ...status}``.
 - ``GET /api/jobs/{id}``: ``state`` (queued/running/done/error), queue ``position``, sampler
-  ``step``/``total``, the parsed ``task``/``args``, the ``result`` clip or the ``error``.
+  ``step``/``total``, the parsed ``task``/``args``, the ``result`` clip (and the edited
+  ``part`` alone, when the output kept the source) or the ``error``.
 
 Clips are named by ids only (:mod:`instructme.web.store`); uploads are capped in bytes (before
 they are read: ``Content-Length``, and while they stream) and in seconds.

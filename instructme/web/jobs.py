@@ -8,6 +8,7 @@ step) is stored on the job for the page to poll.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -60,6 +61,7 @@ class Job:
     total: int = 0
     error: str | None = None
     result_id: str | None = None
+    part_id: str | None = None
     task: str | None = None
     args: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None
@@ -119,14 +121,17 @@ class EditWorker:
                 "step": job.step, "total": job.total, "instruction": job.instruction,
                 "source": job.audio_id, "steps": job.steps, "guidance": job.guidance,
                 "seed": job.seed, "error": job.error, "task": job.task, "args": job.args,
-                "seconds": job.seconds, "result": None,
+                "seconds": job.seconds, "result": None, "part": None,
             }
-            result_id = job.result_id
+            result_id, part_id = job.result_id, job.part_id
         if result_id is not None:
             try:
                 out["result"] = self.store.get(result_id).public()
             except KeyError:
                 out["error"] = "the result has expired; run the edit again"
+        if part_id is not None:
+            with contextlib.suppress(KeyError):
+                out["part"] = self.store.get(part_id).public()
         return out
 
     def busy_audio(self) -> set[str]:
@@ -189,6 +194,12 @@ class EditWorker:
                                         res.sample_rate, name, kind="result",
                                         parent=job.audio_id, instruction=job.instruction,
                                         origin=origin)
+            part = getattr(res, "part", None)  # the edited part alone (source-preserving)
+            if part is not None:
+                job.part_id = self.store.add_array(
+                    np.asarray(part, dtype=np.float32).reshape(-1), res.sample_rate,
+                    safe_name(f"{name[:-4]} - part.wav"), kind="part", parent=job.audio_id,
+                    instruction=job.instruction, origin=origin).id
         except KeyError:
             job.state, job.error = "error", "the source clip has expired; upload it again"
         except InstructMEError as e:

@@ -88,7 +88,7 @@ class AudioItem:
     path: Path
     sample_rate: int
     seconds: float
-    kind: str  # upload | example | result
+    kind: str  # upload | example | result | part
     created: float
     last_used: float
     parent: str | None = None

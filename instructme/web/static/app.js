@@ -75,6 +75,11 @@ function render() {
     $("download").href = `${next.audio.audio_url}?download=1`;
     $("download").setAttribute("download", next.audio.name);
   }
+  $("download-part").hidden = !(next && next.part);
+  if (next && next.part) {
+    $("download-part").href = `${next.part.audio_url}?download=1`;
+    $("download-part").setAttribute("download", next.part.name);
+  }
   $("run").disabled = state.busy || !source;
   $("file").disabled = state.busy;  // a new source mid-edit would mix up the rounds
   $("load-example").disabled = state.busy || !(state.info && state.info.examples.length);
@@ -183,8 +188,8 @@ async function runEdit(event) {
     }
     if (job.state === "error" || !job.result) throw new Error(job.error || "the edit failed");
     state.rounds = state.rounds.slice(0, base + 1);
-    state.rounds.push({ audio: job.result, instruction: job.instruction, task: job.task,
-      args: job.args, seconds: job.seconds });
+    state.rounds.push({ audio: job.result, part: job.part, instruction: job.instruction,
+      task: job.task, args: job.args, seconds: job.seconds });
     state.current = base;
     setStatus(`Done: ${describe(job.task, job.args)} in ${fmtSeconds(job.seconds)}`);
   } catch (e) {
