@@ -284,9 +284,9 @@ def test_subprocess_error_has_no_traceback(tmp_path):
 def test_part_and_preserve_flags(model, tmp_path, capsys):
     src = write_tones(tmp_path / "song.wav", channels=2, sr=22_050)
     out, part = tmp_path / "out.wav", tmp_path / "drums.wav"
-    code, _, _ = run(["edit", str(src), "remove the drums", "-o", str(out), "--part",
-                      str(part), "--model", model, *STEPS], capsys)
-    assert code == 0
+    code, stdout, _ = run(["edit", str(src), "remove the drums", "-o", str(out), "--part",
+                           str(part), "--model", model, *STEPS], capsys)
+    assert code == 0 and f"wrote {out} and the edited part to {part}:" in stdout
     x, y, p = (sf.read(f, dtype="float32")[0] for f in (src, out, part))
     assert y.shape == p.shape == x.shape
     np.testing.assert_allclose(y + p, x, atol=1e-3)  # output + removed part = the input

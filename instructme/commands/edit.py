@@ -109,7 +109,10 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     if args.spectrogram is not None:
         _write_spectrogram(Path(args.spectrogram), x, sr, results, Path(args.input).name)
     if not args.quiet:
-        extra = f" (+ {len(written) - 1} intermediate)" if len(written) > 1 else ""
+        n_mid = len(results) - 1 if args.keep_intermediate else 0
+        extra = f" (+ {n_mid} intermediate)" if n_mid else ""
+        if args.part is not None and results[-1].part is not None:
+            extra += f" and the edited part to {args.part}"
         print(f"wrote {out}{extra}: {len(results)} edit(s) of {seconds:.1f} s of audio in "
               f"{edit_s:.1f} s, real-time factor {edit_s / seconds:.2f} "
               f"(model loaded in {load_s:.1f} s)")
