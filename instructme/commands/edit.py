@@ -152,7 +152,8 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     chord = load_model(ChordRecognizer, args.chord) if args.chord else None
     vae = load_model(AudioVAE, args.vae)
     defaults = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
-                                  ("sampler", args.sampler)) if v is not None}
+                                  ("sampler", args.sampler), ("preserve", args.preserve))
+                if v is not None}
     import torch
 
     write_pipeline_folder(args.out, vae, chord, editor, editor.config.text_encoder_config(),
@@ -212,6 +213,8 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     a.add_argument("--steps", type=int, help="default sampler steps (50)")
     a.add_argument("--guidance", type=float, help="default guidance scale (3.0)")
     a.add_argument("--sampler", choices=["dpm", "ddim"], help="default sampler (dpm)")
+    a.add_argument("--preserve", action=argparse.BooleanOptionalAction, default=None,
+                   help="default output mode: source-preserving (on) or the generated mix")
     a.add_argument("--fp16", action="store_true",
                    help="store the editor's weights in float16 (half the size; they are "
                         "loaded back as float32)")
