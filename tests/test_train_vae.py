@@ -23,6 +23,7 @@ from instructme.training.vae import (
     train_vae,
 )
 from instructme.training.vae_data import CropSampler, fixed_clips, load_split, read_sum
+from instructme.training.vae_eval import evaluate_vae
 
 SR = 16_000
 
@@ -151,6 +152,12 @@ def test_cli_train_and_eval(dataset: Path, tmp_path: Path, capsys) -> None:
     for codec in ("vae", "opus6", "opus12", "opus24"):
         assert np.isfinite(r["sets"]["test mixes"][codec]["mel"])
     assert r["latent"]["values_per_s"] == pytest.approx(8 * SR / 256)
+    # by default the packaged real recordings join in: music21's instrument, stempeg's band
+    r = evaluate_vae(out, None, clips=1, seconds=1.0, quiet=True)
+    assert len(r["sets"]["real recordings"]["clips"]) == 2
+    assert [c.rsplit("-", 1)[1] for c in r["sets"]["real stems"]["clips"]] == [
+        "drums", "bass", "other", "vocals"]
+    assert r["sets"]["real stems"]["seconds"] == pytest.approx(6.08, abs=0.05)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:

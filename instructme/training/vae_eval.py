@@ -29,20 +29,28 @@ METRICS = ("mel", "mrstft", "si_sdr")
 
 
 def default_real_recordings() -> list[Path]:
-    """Real recordings shipped by installed packages (not made by this project).
+    """Real recordings shipped by installed packages (not made by this project) that
+    libsndfile reads: music21's 20 s instrument recording
+    (:func:`instructme.data.packaged_audio.music21_test_audio`)."""
+    from instructme.data.packaged_audio import music21_test_audio
 
-    ``music21/audioSearch/test_audio.wav``: 20 s of a real monophonic instrument recording.
-    """
-    found = []
-    try:
-        import music21
+    path = music21_test_audio()
+    return [path] if path is not None else []
 
-        p = Path(music21.__file__).parent / "audioSearch" / "test_audio.wav"
-        if p.is_file():
-            found.append(p)
-    except ImportError:
-        pass
-    return found
+
+def packaged_band_clips(sample_rate: int) -> tuple[list[tuple[str, np.ndarray]],
+                                                   list[tuple[str, np.ndarray]]]:
+    """stempeg's real band excerpt (6 s, MUSDB18): ``([mix], [drums, bass, other, vocals])``
+    as named mono clips, or two empty lists when stempeg is not installed."""
+    from instructme.data.packaged_audio import STEMPEG_EXAMPLE, packaged_multitrack
+
+    tracks = packaged_multitrack(sample_rate)
+    if tracks is None:
+        return [], []
+    stem = STEMPEG_EXAMPLE.split(".")[0].replace(" ", "_")
+    named = [(f"{stem}-{k}", x) for k, x in tracks.items()
+             if float(np.sqrt(np.mean(x**2))) > 1e-4]
+    return named[:1], named[1:]
 
 
 def real_clips(paths: list[Path], seconds: float, sample_rate: int, limit: int
@@ -75,9 +83,15 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
         both = fixed_clips(test, clips, seconds, sr, stems_too=True)
         sets["test mixes"] = [c for c in both if c[0].endswith("-mix")]
         sets["test stems"] = [c for c in both if not c[0].endswith("-mix")]
-    real = default_real_recordings() if real is None else real
-    if real:
-        sets["real recordings"] = real_clips(real, seconds, sr, clips)
+    band_mix: list[tuple[str, np.ndarray]] = []
+    band_stems: list[tuple[str, np.ndarray]] = []
+    if real is None:  # packaged recordings: music21's instrument, stempeg's band excerpt
+        real = default_real_recordings()
+        band_mix, band_stems = packaged_band_clips(sr)
+    if real or band_mix:
+        sets["real recordings"] = real_clips(real, seconds, sr, clips) + band_mix
+    if band_stems:
+        sets["real stems"] = band_stems
     sets = {k: v for k, v in sets.items() if v}
     if not sets:
         raise AudioError("nothing to evaluate: give --data and/or --real recordings")
@@ -98,7 +112,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
                 per_codec[f"opus{k}"].append(codec_metrics(x, opus_roundtrip(x, sr, k), sr))
         results[set_name] = {
             "clips": [n for n, _ in items],
-            "seconds": seconds,
+            "seconds": float(np.mean([len(x) / sr for _, x in items])),
             **{c: {m: float(np.mean([r[m] for r in rs])) for m in METRICS}
                for c, rs in per_codec.items()},
         }
@@ -106,7 +120,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
     report = {
         "model": str(model_dir),
         "data": None if data_dir is None else str(data_dir),
-        "real_recordings": [str(p) for p in real],
+        "real_recordings": [str(p) for p in real] + [n for n, _ in band_mix + band_stems],
         "sample_rate": sr,
         "latent": {"channels": cfg.latent_channels, "frames_per_s": cfg.latent_rate,
                    "values_per_s": values_per_s,
@@ -132,7 +146,8 @@ def format_report(report: dict[str, Any], codecs: list[str]) -> str:
         f"VAE round trip: {report['vae_x_realtime']:.0f}x real time.",
     ]
     for set_name, r in report["sets"].items():
-        lines += ["", f"**{set_name}** ({len(r['clips'])} clips of {r['seconds']:g} s)", "",
+        lines += ["", f"**{set_name}** ({len(r['clips'])} clips, {r['seconds']:.1f} s on "
+                  "average)", "",
                   "| codec | mel distance (lower) | MR-STFT (lower) | SI-SDR dB (higher) |",
                   "|---|---|---|---|"]
         for c in codecs:
