@@ -45,6 +45,10 @@ STFT, and above the model's band (``trust`` x its Nyquist frequency) every bin t
 mean gain of the top octave the model sees. So a kept instrument keeps its waveform, its
 stereo image and its high frequencies; only the added part (mono, model rate) comes from
 the VAE, resampled and put on every channel.
+
+Cost (measured on this project's 2-core CPU, one thread): a 5-minute stereo 44.1 kHz song
+takes 1.9 s for the gains and 4.7 s to apply them (next to ~115 s of editing), with about
+1 GB of extra memory at peak (channels are transformed one at a time).
 """
 
 from __future__ import annotations
@@ -173,9 +177,13 @@ def apply_keep(audio: np.ndarray, sample_rate: int, g: Guide) -> np.ndarray:
     """``K * audio`` for user audio ``[C, N]`` at ``sample_rate``: ``[C, N]`` float32."""
     n_fft = user_n_fft(sample_rate, g.sample_rate, g.n_fft)
     n = audio.shape[-1]
-    spec = _stft(audio, n_fft)  # [C, F, T]
-    k = keep_gains_at(g, sample_rate, n_fft, spec.shape[-1])
-    return _istft(spec * torch.from_numpy(k)[None], n_fft, n)
+    k = torch.from_numpy(keep_gains_at(g, sample_rate, n_fft, n // (n_fft // 4) + 1))
+    out = np.empty_like(audio, dtype=np.float32)
+    for c in range(audio.shape[0]):  # one channel at a time: a long song's STFT is large
+        spec = _stft(audio[c], n_fft)  # [F, T]
+        spec *= k
+        out[c] = _istft(spec, n_fft, n)
+    return out
 
 
 def compose(audio: np.ndarray, sample_rate: int, g: Guide, task: str, gain: float
