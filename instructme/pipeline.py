@@ -319,11 +319,12 @@ class EditPipeline:
                     g = guide(ref, y, self.sample_rate, rd.task)
                     out_cn, part_cn = compose(user, prep.sample_rate, g, rd.task, gain)
                     part = to_layout(part_cn, prep, safe=False)
-                    y = resample(out_cn.mean(axis=0), prep.sample_rate, self.sample_rate) * gain
                 else:
                     out_cn = finish_channels(y, prep, gain)
                 user = peak_safe(np.nan_to_num(out_cn.astype(np.float32)))  # [C, N]
                 out = to_layout(user, prep)
+                if keep:  # the next round edits what the user got, at the model's rate/level
+                    y = resample(user.mean(axis=0), prep.sample_rate, self.sample_rate) * gain
                 if preserve and rd.task == "extract":  # the generated mix is the part
                     part = out.copy()
                 timings["output"] = time.perf_counter() - t1

@@ -136,19 +136,14 @@ def limit_source(x: np.ndarray) -> tuple[np.ndarray, float]:
     return (x * np.float32(scale)).astype(np.float32), scale
 
 
-def finish(y: np.ndarray, prep: PreparedAudio, gain: float | None = None) -> np.ndarray:
-    """Model output ``y: [N']`` (model rate, model level) -> the user's format.
-
-    Undoes ``gain`` (default: the input's), resamples to the input rate, fixes the length to
-    exactly the input's, makes it peak-safe and copies it onto every channel in the input's
-    layout. Returns float32.
-    """
-    return to_layout(finish_channels(y, prep, gain), prep)
-
-
 def finish_channels(y: np.ndarray, prep: PreparedAudio, gain: float | None = None
                     ) -> np.ndarray:
-    """As :func:`finish`, but channels-first ``[C, N]`` and not yet peak-safe."""
+    """Model output ``y: [N']`` (model rate, model level) -> the user's rate and level on
+    every channel: ``[C, N]`` float32 (not yet peak-safe; :func:`to_layout` finishes it).
+
+    Undoes ``gain`` (default: the input's), resamples to the input rate and fixes the length
+    to exactly the input's.
+    """
     g = prep.gain if gain is None else gain
     out = resample(np.asarray(y, dtype=np.float32) / np.float32(g), prep.model_rate,
                    prep.sample_rate)

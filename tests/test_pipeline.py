@@ -141,6 +141,8 @@ def test_edit_chain_rounds_and_chained_text(pipe):
     single = pipe(x, sr, "add a piano", steps=STEPS, seed=3)
     assert np.array_equal(results[0].audio, single.audio)
     assert not np.allclose(results[1].audio, results[0].audio, atol=1e-5)
+    # round 2 (source-preserving remove) splits exactly what the user got from round 1
+    np.testing.assert_allclose(results[1].audio + results[1].part, results[0].audio, atol=1e-4)
     chained = pipe(x, sr, "add a piano then remove the drums then extract the bass",
                    steps=STEPS, seed=3)
     assert chained.task == "multiround" and len(chained.args["rounds"]) == 3
