@@ -41,7 +41,7 @@ remix      generated (everything changes)         none
 
 ``K`` is applied to the user's own audio at its own rate, on every channel: the gains are
 interpolated (linearly, in time and frequency) from the model's grid onto each channel's
-STFT, and above the model's band (``trust`` x its Nyquist frequency) every bin takes the
+STFT, and above the model's band (:data:`TRUST` x its Nyquist frequency) every bin takes the
 mean gain of the top octave the model sees. So a kept instrument keeps its waveform, its
 stereo image and its high frequencies; only the added part (mono, model rate) comes from
 the VAE, resampled and put on every channel.
