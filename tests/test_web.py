@@ -111,6 +111,7 @@ def test_upload_edit_download_and_chain(studio) -> None:
     assert status == 200 and headers["content-disposition"].startswith("attachment")
     y, sr = sf.read(io.BytesIO(data))
     assert sr == 22050 and y.shape == x.shape and np.abs(y).max() > 0
+    assert job["preserve"] is True  # the studio's default
     part = job["part"]  # source-preserving output: the removed part, downloadable
     assert part["kind"] == "part" and part["name"] == "My Song - remove the drums - part.wav"
     status, _, data = client.request("GET", part["audio_url"] + "?download=1")
@@ -380,3 +381,21 @@ def test_serve_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["serve", "--model", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_generated_mix_on_request(studio) -> None:
+    """``preserve: false`` returns the regenerated mix (mono content) and no separate part."""
+    client, _, _ = studio
+    status, info = client.json("GET", "/api/info")
+    assert info["defaults"]["preserve"] is True
+    item = _upload_ok(client)
+    status, job = client.json("POST", "/api/edit", {"audio": item["id"], "steps": 2,
+                                                    "instruction": "remove the drums",
+                                                    "preserve": False})
+    assert status == 200, job
+    job = client.wait_job(job["job"])
+    assert job["state"] == "done" and job["preserve"] is False and job["part"] is None
+    status, bad = client.json("POST", "/api/edit", {"audio": item["id"], "steps": 2,
+                                                    "instruction": "remove the drums",
+                                                    "preserve": "maybe"})
+    assert status == 400 and "error" in bad

@@ -36,7 +36,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_age_s=args.max_age_minutes * 60.0, max_queue=args.max_queue,
         default_steps=int(defaults.get("steps", 50)),
         default_guidance=float(defaults.get("guidance", 3.0)),
-        default_sampler=str(defaults.get("sampler", "dpm")), model_name=label, demo=args.demo)
+        default_sampler=str(defaults.get("sampler", "dpm")),
+        default_preserve=bool(defaults.get("preserve", True)), model_name=label, demo=args.demo)
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this address can "
               "upload audio and run edits (there is no login)", file=sys.stderr)

@@ -10,7 +10,8 @@ Endpoints (every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status
   returned as ``{"id", "name", "seconds", "audio_url", "spectrogram_url", ...}``.
 - ``GET /api/audio/{id}`` (WAV; ``?download=1`` as an attachment) and
   ``GET /api/audio/{id}/spectrogram.png``.
-- ``POST /api/edit`` ``{"audio": id, "instruction", "steps", "guidance", "seed", "sampler"}``:
+- ``POST /api/edit`` ``{"audio": id, "instruction", "steps", "guidance", "seed", "sampler",
+  "preserve"}`` (``preserve``: source-preserving output, :mod:`instructme.preserve`):
   checks the instruction at once, then queues the edit -> ``{"job": id, ...status}``.
 - ``GET /api/jobs/{id}``: ``state`` (queued/running/done/error), queue ``position``, sampler
   ``step``/``total``, the parsed ``task``/``args``, the ``result`` clip (and the edited
@@ -74,6 +75,7 @@ class StudioSettings:
     default_steps: int = 50
     default_guidance: float = 3.0
     default_sampler: str = "dpm"
+    default_preserve: bool = True
     model_name: str = ""
     demo: bool = False
     store_root: Path | None = None
@@ -90,6 +92,7 @@ class EditRequest(BaseModel):
     guidance: float | None = Field(default=None, ge=0.0, le=50.0)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     sampler: str | None = Field(default=None, pattern=r"^(dpm|ddim|ddpm)$")
+    preserve: bool | None = None
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -237,7 +240,8 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
                        "max_steps": cfg.max_steps, "max_queue": cfg.max_queue},
             "formats": list(UPLOAD_SUFFIXES),
             "defaults": {"steps": cfg.default_steps, "guidance": cfg.default_guidance,
-                         "seed": 0, "sampler": cfg.default_sampler},
+                         "seed": 0, "sampler": cfg.default_sampler,
+                         "preserve": cfg.default_preserve},
             "suggestions": tips,
             "examples": [{"name": e["name"], "seconds": e["seconds"]}
                          for e in examples.values()],
@@ -317,8 +321,9 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
             raise HTTPException(400, str(e)) from None
         guidance = cfg.default_guidance if req.guidance is None else req.guidance
         try:
+            preserve = cfg.default_preserve if req.preserve is None else req.preserve
             job = worker.submit(req.audio, req.instruction.strip(), steps, guidance, req.seed,
-                                req.sampler or cfg.default_sampler)
+                                req.sampler or cfg.default_sampler, preserve)
         except QueueFull as e:
             raise HTTPException(503, str(e)) from None
         return {"job": job.id, **worker.status(job.id)}

@@ -38,7 +38,8 @@ class Pipeline(Protocol):
 
     def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str, *, steps: int,
                  guidance: float, seed: int, sampler: str,
-                 progress: Callable[[int, int], None] | None) -> EditResultLike: ...
+                 progress: Callable[[int, int], None] | None,
+                 preserve: bool) -> EditResultLike: ...
 
 
 class QueueFull(InstructMEError):
@@ -56,6 +57,7 @@ class Job:
     guidance: float
     seed: int
     sampler: str
+    preserve: bool = True
     state: str = "queued"  # queued | running | done | error
     step: int = 0
     total: int = 0
@@ -88,10 +90,10 @@ class EditWorker:
         self._thread.start()
 
     def submit(self, audio_id: str, instruction: str, steps: int, guidance: float, seed: int,
-               sampler: str = "dpm") -> Job:
+               sampler: str = "dpm", preserve: bool = True) -> Job:
         """Queue an edit; raises :class:`QueueFull` when ``max_queue`` edits already wait."""
         job = Job(new_id(), audio_id, instruction, int(steps), float(guidance), int(seed),
-                  sampler)
+                  sampler, bool(preserve))
         with self._cond:
             if self._stop:
                 raise QueueFull("the studio is shutting down")
@@ -120,7 +122,8 @@ class EditWorker:
                 "id": job.id, "state": job.state, "position": position, "ahead": ahead,
                 "step": job.step, "total": job.total, "instruction": job.instruction,
                 "source": job.audio_id, "steps": job.steps, "guidance": job.guidance,
-                "seed": job.seed, "error": job.error, "task": job.task, "args": job.args,
+                "seed": job.seed, "preserve": job.preserve, "error": job.error,
+                "task": job.task, "args": job.args,
                 "seconds": job.seconds, "result": None, "part": None,
             }
             result_id, part_id = job.result_id, job.part_id
@@ -186,7 +189,7 @@ class EditWorker:
             x, sr = self.store.load(job.audio_id)
             res = self.pipeline(x, sr, job.instruction, steps=job.steps,
                                 guidance=job.guidance, seed=job.seed, sampler=job.sampler,
-                                progress=progress)
+                                progress=progress, preserve=job.preserve)
             source = self.store.get(job.audio_id)
             origin = source.origin or source.name
             name = safe_name(f"{origin.rsplit('.', 1)[0]} - {job.instruction[:40]}.wav")

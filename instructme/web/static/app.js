@@ -171,7 +171,7 @@ async function runEdit(event) {
       body: JSON.stringify({
         audio: source.audio.id, instruction,
         steps: Number($("steps").value), guidance: Number($("guidance").value),
-        seed: Number($("seed").value),
+        seed: Number($("seed").value), preserve: $("preserve").checked,
       }),
     });
     const id = job.job;
@@ -231,6 +231,7 @@ async function init() {
   $("steps").max = info.limits.max_steps;
   $("guidance").value = info.defaults.guidance;
   $("seed").value = info.defaults.seed;
+  $("preserve").checked = info.defaults.preserve !== false;
   const select = $("examples");
   if (info.examples.length) {
     select.replaceChildren(...info.examples.map((e) => {
