@@ -185,9 +185,10 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     p.add_argument("--keep-intermediate", action="store_true",
                    help="also write OUT.round1.wav, ... for every round but the last")
     p.add_argument("--preserve", action=argparse.BooleanOptionalAction, default=None,
-                   help="source-preserving output: the generated mix only guides gains on "
-                        "your audio and adds the new part, so what is not edited keeps its "
-                        "quality, rate and stereo image (default: the model's, on; remixes "
+                   help="source-preserving output for add/remove/replace: the generated mix "
+                        "only guides gains on your audio and adds the new part, so what is not "
+                        "edited keeps its quality, rate and stereo image, at the price of a "
+                        "less decisive edit (default: the model's, on; extract and remix "
                         "always return the generated mix)")
     p.add_argument("--part", metavar="FILE",
                    help="also write the edited part alone (the added, removed or extracted "
