@@ -40,6 +40,9 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         for k in range(1, len(rounds)):
             check_output_path(args.input, intermediate_path(out, k))
     if args.part is not None:
+        if rounds[-1].task == "remix":
+            raise InstructMEError("--part: a remix has no separate part (add, remove, extract "
+                                  "and replace have)")
         check_output_path(args.input, args.part)
         if Path(args.part).resolve() == out.resolve():
             raise InstructMEError(f"{args.part}: --part must differ from the output file")
@@ -62,9 +65,6 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, args.device)
     load_s = time.perf_counter() - t0
     if args.part is not None:
-        if rounds[-1].task == "remix":
-            raise InstructMEError("--part: a remix has no separate part (add, remove, extract "
-                                  "and replace have)")
         if not pipe.resolve_preserve(args.preserve):
             raise InstructMEError("--part needs source-preserving output (drop --no-preserve)")
 
