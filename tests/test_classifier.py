@@ -166,6 +166,41 @@ def test_trainer_eval_and_cli(data, tmp_path, capsys):
     assert "another --split" in capsys.readouterr().err
 
 
+def test_warm_start_from_a_model_folder(data, tmp_path, capsys):
+    base = tmp_path / "base"
+    train_classifier(data, base, preset="tiny", steps=3, log=lambda s: None)
+    cfg = json.loads((base / "config.json").read_text())
+    cfg["thresholds"] = [0.3] * len(INSTRUMENT_CLASSES)  # as if calibrated
+    (base / "config.json").write_text(json.dumps(cfg))
+    start = load_file(str(base / "model.safetensors"))
+
+    # zero steps' worth of learning: the warm start is exactly the model it started from
+    out = tmp_path / "warm"
+    lines: list[str] = []
+    train_classifier(data, out, preset="tiny", steps=1, init=base, lr=1e-12,
+                     log=lines.append)
+    assert any("initialised from" in line for line in lines)
+    got = load_file(str(out / "model.safetensors"))
+    assert all(torch.allclose(got[k].float(), start[k].float(), atol=1e-6)
+               for k in start if not k.endswith("num_batches_tracked")
+               and "running" not in k)
+    warm = load_model(InstrumentClassifier, out)
+    assert warm.config.thresholds == pytest.approx((0.3,) * len(INSTRUMENT_CLASSES))
+    assert json.loads((out / "config.json").read_text())["_extra"]["init"] == str(base)
+    # with a real learning rate it moves away from the start
+    train_classifier(data, tmp_path / "moved", preset="tiny", steps=2, init=base, lr=1e-2,
+                     log=lambda s: None)
+    moved = load_file(str(tmp_path / "moved" / "model.safetensors"))
+    assert not torch.allclose(moved["fc.weight"].float(), start["fc.weight"].float())
+
+    with pytest.raises(ValueError, match="--resume"):
+        train_classifier(data, out, preset="tiny", steps=2, init=base, resume=True)
+    assert main(["train", "classifier", "--data", str(data), "--out", str(tmp_path / "x"),
+                 "--preset", "tiny", "--init", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+
+
 def test_calibrated_thresholds_maximise_f1():
     from instructme.training import classifier as tc
 

@@ -16,7 +16,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_training_arguments(args)
     try:
         metrics = train_classifier(args.data, args.out, preset=args.preset, steps=args.steps,
-                                   resume=args.resume, seed=args.seed)
+                                   resume=args.resume, seed=args.seed, init=args.init,
+                                   lr=args.lr)
     except ValueError as e:
         raise InstructMEError(str(e)) from None
     if metrics:
@@ -79,6 +80,11 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     t = train_sub.add_parser("classifier",
                              help="train the instrument-activity / style classifier")
     add_training_arguments(t)
+    t.add_argument("--init", default=None,
+                   help="classifier model folder to start from (warm start: its config, "
+                        "weights and thresholds; a new optimiser and schedule over --steps)")
+    t.add_argument("--lr", type=float, default=None, help="override the preset's peak "
+                   "learning rate")
     t.set_defaults(func=_cmd_train)
 
     e = eval_sub.add_parser("classifier",

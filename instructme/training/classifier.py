@@ -215,15 +215,35 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
                      steps: int | None = None, resume: bool = False, seed: int = 0,
                      model_config: ClassifierConfig | None = None,
                      train_config: ClassifierTrainConfig | None = None,
+                     init: str | Path | None = None, lr: float | None = None,
                      log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train an :class:`InstrumentClassifier` on ``data`` (train split); evaluate on val."""
-    from instructme.checkpoint import read_config
+    """Train an :class:`InstrumentClassifier` on ``data`` (train split); evaluate on val.
+
+    ``init``: a classifier model folder to start from (a warm start: its config, weights and
+    calibrated thresholds; a fresh optimiser and learning-rate schedule over ``steps``).
+    ``lr`` overrides the preset's peak learning rate.
+    """
+    from instructme.checkpoint import load_model, read_config
 
     tcfg = train_config or ClassifierTrainConfig.preset(preset)
     if steps is not None:
         tcfg = dataclasses.replace(tcfg, steps=steps)
+    if lr is not None:
+        if not lr > 0:
+            raise ValueError("learning rate must be positive")
+        tcfg = dataclasses.replace(tcfg, lr=lr)
+    if init is not None and resume:
+        raise ValueError("--init starts a new run: it cannot be combined with --resume")
     train_songs = load_songs(data, ("train",))
-    if resume:
+    start: InstrumentClassifier | None = None
+    if init is not None:
+        start = load_model(InstrumentClassifier, init)
+        mcfg = start.config
+        missing = sorted({s.style for s in train_songs if s.style} - set(mcfg.styles))
+        if missing:
+            raise ValueError(f"{init}: its style head lacks the dataset's styles "
+                             f"{', '.join(missing)}")
+    elif resume:
         cfg_d = read_config(out)
         cfg_d.pop("model_class", None)
         cfg_d.pop("_extra", None)
@@ -244,6 +264,9 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
         val = None
     torch.manual_seed(seed)
     model = InstrumentClassifier(mcfg)
+    if start is not None:
+        model.load_state_dict(start.state_dict())
+        log(f"initialised from {init}")
     log(f"classifier: {sum(p.numel() for p in model.parameters()):,} parameters, "
         f"{len(train_songs)} train songs, styles {', '.join(mcfg.styles)}")
 
@@ -259,7 +282,8 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
                       save_every=tcfg.eval_every, num_workers=tcfg.num_workers, seed=seed)
     result = train_loop(model, dataset, step_fn, out, loop,
                         evaluate=evaluate if val is not None else None, resume=resume,
-                        extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed},
+                        extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed,
+                               **({"init": str(init)} if init is not None else {})},
                         log=log)
     plot_losses(Path(out) / "train_log.jsonl", Path(out) / "loss.png", LOSS_CURVES)
     return result
