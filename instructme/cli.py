@@ -31,6 +31,18 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_import_audio(args: argparse.Namespace) -> int:
+    from instructme.data.audio_folder import import_audio_folder
+
+    listing = import_audio_folder(args.sources, args.out, quiet=args.quiet)
+    files = listing["files"]
+    hours = {s: sum(f["seconds"] for f in files if f["split"] == s) / 3600
+             for s in ("train", "val")}
+    print(f"imported {len(files)} files into {args.out}: train {hours['train']:.2f} h, "
+          f"val {hours['val']:.2f} h; skipped {len(listing['skipped'])}")
+    return 0
+
+
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="build and inspect multitrack training data")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -46,6 +58,14 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--layout", choices=["auto", "slakh", "musdb", "folder"], default="auto",
                    help="layout of --from-stems (default: detected)")
     b.set_defaults(func=_cmd_data_build)
+
+    a = dsub.add_parser("import-audio",
+                        help="decode folders of recorded music for VAE training "
+                             "(train vae --extra-audio)")
+    a.add_argument("sources", nargs="+", help="audio files or folders (searched recursively)")
+    a.add_argument("--out", required=True, help="folder to write (resumable)")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=_cmd_data_import_audio)
 
     s = dsub.add_parser("stats", help="hours per task, instrument, style and split")
     s.add_argument("dir", help="dataset folder written by 'data build'")

@@ -19,7 +19,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
                                    ("disc_start", args.disc_start), ("seed", args.seed),
                                    ("save_every", args.save_every),
-                                   ("sample_every", args.sample_every)) if v is not None}
+                                   ("sample_every", args.sample_every), ("init", args.init),
+                                   ("extra_audio", args.extra_audio),
+                                   ("p_extra", args.p_extra)) if v is not None}
+    if args.p_extra is not None and not 0.0 <= args.p_extra <= 1.0:
+        raise InstructMEError("--p-extra must be between 0 and 1")
+    if args.extra_audio is not None and args.p_extra is None:
+        overrides["p_extra"] = 0.5
+    if args.p_extra is not None and args.extra_audio is None:
+        raise InstructMEError("--p-extra needs --extra-audio")
     if args.resume and overrides:
         raise InstructMEError("--resume keeps the run's settings; only --steps and "
                               "--decay-steps may change")
@@ -40,7 +48,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     real = None if args.real is None else [Path(p) for p in args.real]
     out = args.json if args.json is not None else Path(args.model) / "eval.json"
     evaluate_vae(args.model, args.data, clips=args.clips, seconds=args.seconds, real=real,
-                 out_json=out)
+                 out_json=out, extra_audio=args.extra_audio)
     print(f"wrote {out}")
     return 0
 
@@ -60,6 +68,13 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                         "preset's, 0 for small; may change on --resume)")
     t.add_argument("--disc-start", type=int, default=None,
                    help="step at which the adversarial loss starts")
+    t.add_argument("--init", default=None,
+                   help="VAE folder to start from (its weights and model config; a new "
+                        "discriminator, optimiser and schedule)")
+    t.add_argument("--extra-audio", default=None,
+                   help="recorded music imported with 'data import-audio' to train on too")
+    t.add_argument("--p-extra", type=float, default=None,
+                   help="share of crops drawn from --extra-audio (default 0.5)")
     t.add_argument("--save-every", type=int, default=None)
     t.add_argument("--sample-every", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)
@@ -73,5 +88,8 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     e.add_argument("--seconds", type=float, default=10.0, help="clip length")
     e.add_argument("--real", nargs="*", default=None,
                    help="real recordings to add (default: ones found in installed packages)")
+    e.add_argument("--extra-audio", default=None,
+                   help="imported recorded music ('data import-audio'): its held-out (val) "
+                        "files are scored as one more set")
     e.add_argument("--json", default=None, help="report path (default: MODEL/eval.json)")
     e.set_defaults(func=_cmd_eval)

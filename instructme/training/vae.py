@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from instructme.checkpoint import save_model
+from instructme.checkpoint import load_model, save_model
 from instructme.config import Config
+from instructme.data.audio_folder import load_audio_folder
 from instructme.errors import CheckpointError, ManifestError
 from instructme.fileio import atomic_write_json, atomic_write_jsonl, replace_dir
 from instructme.models.discriminator import (
@@ -71,6 +72,11 @@ class VAETrainConfig(Config):
     val_seconds: float = 5.0
     scale_clips: int = 32
     seed: int = 0
+    #: Imported recorded music (``instructme data import-audio``) drawn with ``p_extra``.
+    extra_audio: str | None = None
+    p_extra: float = 0.0
+    #: A VAE folder whose weights (and model config) a new run starts from.
+    init: str | None = None
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": dict(steps=4, batch_size=2, segment_seconds=0.25, warmup_steps=1, disc_start=2,
@@ -180,14 +186,22 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
     if decay_steps is not None:
         cfg.decay_steps = decay_steps
 
+    init_vae = None
+    if cfg.init is not None and not resume:
+        init_vae = load_model(AudioVAE, cfg.init)
+        vae_cfg = dataclasses.replace(init_vae.config, **(model_overrides or {}))
     torch.manual_seed(cfg.seed)
     train_songs = load_split(data_dir, "train", vae_cfg.sample_rate)
+    extra = None
+    if cfg.extra_audio is not None:
+        extra = load_audio_folder(cfg.extra_audio, "train", vae_cfg.sample_rate)
     try:
         val_songs = load_split(data_dir, "val", vae_cfg.sample_rate) or train_songs
     except ManifestError:  # no validation manifest: show training songs instead
         val_songs = train_songs
     segment = int(round(cfg.segment_seconds * vae_cfg.sample_rate))
-    sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed)
+    sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed, extra=extra,
+                          p_extra=cfg.p_extra)
     val = fixed_clips(val_songs, cfg.val_clips, cfg.val_seconds, vae_cfg.sample_rate,
                       stems_too=True)
     scale_sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed + 1)
@@ -195,6 +209,10 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
 
     accelerator = Accelerator()
     vae = AudioVAE(vae_cfg)
+    if init_vae is not None:
+        vae.load_state_dict(init_vae.state_dict())
+        if not quiet:
+            print(f"initialised the VAE from {cfg.init} (a new discriminator and optimiser)")
     disc = Discriminator(disc_cfg)
     recon_loss = ReconstructionLoss(vae_cfg.sample_rate)
     opt_g = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=cfg.betas)

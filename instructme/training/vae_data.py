@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from instructme.data.audio_folder import AudioFile
 from instructme.errors import ManifestError
 
 SPLITS = ("train", "val", "test")
@@ -98,7 +99,8 @@ def read_sum(paths: list[Path], start: int, frames: int) -> np.ndarray:
 
 
 class CropSampler:
-    """Random training crops ``[B, N]``: mixes with probability ``p_mix``, else single stems.
+    """Random training crops ``[B, N]``: mixes with probability ``p_mix``, else single stems;
+    with ``extra`` (imported recorded music), a crop of it with probability ``p_extra``.
 
     Near-silent crops are redrawn; each crop is scaled to a random RMS level in
     ``rms_db_range`` (then limited to peak 0.99), so the model sees a range of loudness.
@@ -106,24 +108,35 @@ class CropSampler:
     """
 
     def __init__(self, songs: list[SongStems], segment: int, p_mix: float = 0.5,
-                 rms_db_range: tuple[float, float] = (-30.0, -12.0), seed: int = 0) -> None:
+                 rms_db_range: tuple[float, float] = (-30.0, -12.0), seed: int = 0,
+                 extra: list[AudioFile] | None = None, p_extra: float = 0.0) -> None:
         if not songs:
             raise ManifestError("no songs to train on (empty split)")
+        if extra is not None and not 0.0 <= p_extra <= 1.0:
+            raise ValueError("p_extra must be between 0 and 1")
         self.songs = songs
         self.segment = segment
         self.p_mix = p_mix
         self.rms_db_range = rms_db_range
         self.rng = np.random.default_rng(seed)
+        self.extra = extra or []
+        self.p_extra = p_extra
+
+    def _source(self) -> tuple[list[Path], int]:
+        """Files to sum for one crop and their length in frames."""
+        if self.extra and self.p_extra > 0 and self.rng.random() < self.p_extra:  # recorded
+            f = self.extra[int(self.rng.integers(len(self.extra)))]
+            return [f.path], f.frames
+        song = self.songs[int(self.rng.integers(len(self.songs)))]
+        if self.rng.random() < self.p_mix:
+            return song.mix, song.frames
+        return [song.stems[int(self.rng.integers(len(song.stems)))]], song.frames
 
     def crop(self) -> np.ndarray:
         x = np.zeros(self.segment, dtype=np.float32)
         for _ in range(8):  # redraw near-silent crops
-            song = self.songs[int(self.rng.integers(len(self.songs)))]
-            if self.rng.random() < self.p_mix:
-                paths = song.mix
-            else:
-                paths = [song.stems[int(self.rng.integers(len(song.stems)))]]
-            start = int(self.rng.integers(max(1, song.frames - self.segment + 1)))
+            paths, frames = self._source()
+            start = int(self.rng.integers(max(1, frames - self.segment + 1)))
             x = read_sum(paths, start, self.segment)
             rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
             if rms > 10 ** (-50 / 20):
@@ -161,4 +174,15 @@ def fixed_clips(songs: list[SongStems], n: int, seconds: float, sample_rate: int
             stems = [(p.stem, read_sum([p], start, frames)) for p in song.mix]
             name, x = max(stems, key=lambda s: float(np.square(s[1]).mean()))
             clips.append((f"{song.song_id}-{name}", x))
+    return clips
+
+
+def file_clips(files: list[AudioFile], n: int, seconds: float) -> list[tuple[str, np.ndarray]]:
+    """Deterministic clips of imported recordings: one per file (the first ``n`` files),
+    ``seconds`` long from 30% into the file, at the file's own level."""
+    clips: list[tuple[str, np.ndarray]] = []
+    for f in files[:n]:
+        frames = int(round(seconds * f.sample_rate))
+        start = max(0, min(int(0.3 * f.frames), f.frames - frames))
+        clips.append((f.name, read_sum([f.path], start, frames)))
     return clips

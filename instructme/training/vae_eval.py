@@ -22,7 +22,7 @@ from instructme.errors import AudioError
 from instructme.fileio import atomic_write_json
 from instructme.metrics.codec import codec_metrics, opus_roundtrip
 from instructme.models.vae import AudioVAE
-from instructme.training.vae_data import fixed_clips, load_split
+from instructme.training.vae_data import file_clips, fixed_clips, load_split
 
 OPUS_KBPS: tuple[int, ...] = (6, 12, 24)
 METRICS = ("mel", "mrstft", "si_sdr")
@@ -72,8 +72,13 @@ def real_clips(paths: list[Path], seconds: float, sample_rate: int, limit: int
 def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int = 8,
                  seconds: float = 10.0, real: list[Path] | None = None,
                  bitrates: tuple[int, ...] = OPUS_KBPS, out_json: str | Path | None = None,
-                 quiet: bool = False) -> dict[str, Any]:
-    """Score the VAE and Opus on each clip set; returns (and optionally writes) the report."""
+                 quiet: bool = False, extra_audio: str | Path | None = None
+                 ) -> dict[str, Any]:
+    """Score the VAE and Opus on each clip set; returns (and optionally writes) the report.
+
+    ``extra_audio``: an imported folder of recorded music; its val files (never trained on)
+    make the "recorded music (held out)" set, one clip per file.
+    """
     vae = load_model(AudioVAE, model_dir).eval()
     cfg = vae.config
     sr = cfg.sample_rate
@@ -92,6 +97,11 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
         sets["real recordings"] = real_clips(real, seconds, sr, clips) + band_mix
     if band_stems:
         sets["real stems"] = band_stems
+    if extra_audio is not None:
+        from instructme.data.audio_folder import load_audio_folder
+
+        held_out = load_audio_folder(extra_audio, "val", sr)
+        sets["recorded music (held out)"] = file_clips(held_out, clips, seconds)
     sets = {k: v for k, v in sets.items() if v}
     if not sets:
         raise AudioError("nothing to evaluate: give --data and/or --real recordings")
@@ -120,6 +130,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
     report = {
         "model": str(model_dir),
         "data": None if data_dir is None else str(data_dir),
+        "extra_audio": None if extra_audio is None else str(extra_audio),
         "real_recordings": [str(p) for p in real] + [n for n, _ in band_mix + band_stems],
         "sample_rate": sr,
         "latent": {"channels": cfg.latent_channels, "frames_per_s": cfg.latent_rate,
