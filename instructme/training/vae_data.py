@@ -178,10 +178,12 @@ def fixed_clips(songs: list[SongStems], n: int, seconds: float, sample_rate: int
 
 
 def file_clips(files: list[AudioFile], n: int, seconds: float) -> list[tuple[str, np.ndarray]]:
-    """Deterministic clips of imported recordings: one per file (the first ``n`` files),
-    ``seconds`` long from 30% into the file, at the file's own level."""
+    """Deterministic clips of imported recordings: one per file (``n`` files spread evenly
+    over the list, so every source folder is heard), ``seconds`` long from 30% into the
+    file, at the file's own level."""
     clips: list[tuple[str, np.ndarray]] = []
-    for f in files[:n]:
+    picks = np.unique(np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int))
+    for f in (files[int(i)] for i in picks):
         frames = int(round(seconds * f.sample_rate))
         start = max(0, min(int(0.3 * f.frames), f.frames - frames))
         clips.append((f.name, read_sum([f.path], start, frames)))
