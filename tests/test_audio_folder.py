@@ -67,6 +67,11 @@ def test_import_resamples_splits_and_skips(tmp_path: Path, recordings: Path) -> 
     before = first.stat().st_mtime_ns
     again = import_audio_folder([tmp_path / "src"], recordings, min_seconds=1.0, quiet=True)
     assert first.stat().st_mtime_ns == before and again["files"] == listing["files"]
+    # an output folder inside a source folder is never imported into itself
+    nested = tmp_path / "src" / "imported"
+    import_audio_folder([tmp_path / "src"], nested, min_seconds=1.0, quiet=True)
+    twice = import_audio_folder([tmp_path / "src"], nested, min_seconds=1.0, quiet=True)
+    assert len(twice["files"]) == 12
     splits = sorted({f["split"] for f in listing["files"]})
     files = [f for s in splits for f in load_audio_folder(recordings, s, SR)]
     assert len(files) == 12 and all(f.frames == 3 * SR for f in files)

@@ -95,7 +95,8 @@ def import_audio_folder(sources: Iterable[str | Path], out: str | Path,
     from instructme.fileio import atomic_write_json
 
     root = Path(out)
-    files = find_audio(sources)
+    mine = root.resolve()
+    files = [f for f in find_audio(sources) if not f.is_relative_to(mine)]  # never re-import
     if not files:
         raise ManifestError("no audio files found in " + ", ".join(str(s) for s in sources))
     listing: dict = {"sample_rate": sample_rate, "files": [], "skipped": []}
