@@ -81,6 +81,10 @@ def test_import_resamples_splits_and_skips(tmp_path: Path, recordings: Path) -> 
         load_audio_folder(tmp_path, "train", SR)
     with pytest.raises(ManifestError, match="usable"):
         import_audio_folder([tmp_path / "src" / "notes.txt"], tmp_path / "x", quiet=True)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / LISTING).write_text("{not json")
+    with pytest.raises(ManifestError, match="not an audio folder listing"):
+        import_audio_folder([tmp_path / "src"], tmp_path / "bad", quiet=True)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ManifestError, match="no audio files"):
         import_audio_folder([tmp_path / "empty"], tmp_path / "x", quiet=True)

@@ -102,10 +102,14 @@ def import_audio_folder(sources: Iterable[str | Path], out: str | Path,
     listing: dict = {"sample_rate": sample_rate, "files": [], "skipped": []}
     old = root / LISTING
     if old.is_file():
-        prev = json.loads(old.read_text())
-        if prev.get("sample_rate") != sample_rate:
-            raise ManifestError(f"{root} holds audio at {prev.get('sample_rate')} Hz, not "
-                                f"{sample_rate} Hz: use another --out")
+        try:
+            prev = json.loads(old.read_text())
+        except json.JSONDecodeError:
+            raise ManifestError(f"{old}: not an audio folder listing (use another --out or "
+                                "delete it)") from None
+        if not isinstance(prev, dict) or prev.get("sample_rate") != sample_rate:
+            raise ManifestError(f"{root} does not hold audio at {sample_rate} Hz: use "
+                                "another --out")
     for path in tqdm(files, desc="import", unit="file", disable=quiet):
         name = _name(path)
         dest = root / "audio" / f"{name}.flac"
