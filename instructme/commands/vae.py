@@ -58,7 +58,9 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     t = train_sub.add_parser("vae", help="train the audio VAE (latent space of the editor)")
     t.add_argument("--data", required=True, help="dataset folder written by 'data build'")
     t.add_argument("--out", required=True, help="run folder; also a loadable model folder")
-    t.add_argument("--preset", choices=["tiny", "small", "large"], default="small")
+    t.add_argument("--preset", choices=["tiny", "small", "medium", "large"], default=None,
+                   help="model and training preset (default: small; with --init: the init's "
+                        "model, or, if given, a wider decoder grown from it, e.g. medium)")
     t.add_argument("--steps", type=int, default=None, help="total steps (default: preset's)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--batch-size", type=int, default=None)
@@ -69,8 +71,8 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     t.add_argument("--disc-start", type=int, default=None,
                    help="step at which the adversarial loss starts")
     t.add_argument("--init", default=None,
-                   help="VAE folder to start from (its weights and model config; a new "
-                        "discriminator, optimiser and schedule)")
+                   help="VAE folder to start from (its weights and model config, or grown into "
+                        "--preset's wider decoder; a new discriminator, optimiser and schedule)")
     t.add_argument("--extra-audio", default=None,
                    help="recorded music imported with 'data import-audio' to train on too")
     t.add_argument("--p-extra", type=float, default=None,

@@ -51,6 +51,11 @@ class VAEConfig(Config):
     kernel_size: int = 7
     mlp_ratio: int = 3
     scaling_factor: float = 1.0
+    #: Decoder-only width and depth at the STFT frame rate (None: ``frame_dim`` /
+    #: ``frame_blocks``, as in the encoder). The encoder fixes the latent space; a wider
+    #: decoder buys fidelity without touching it (``medium``; see ``vae_grow``).
+    dec_frame_dim: int | None = None
+    dec_frame_blocks: int | None = None
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # Tests: a few thousand parameters, milliseconds per call.
@@ -58,6 +63,9 @@ class VAEConfig(Config):
                      frame_blocks=1, latent_dim=32, latent_blocks=1),
         # CPU: 31.25 latent frames/s x 32 channels; trains on two cores, >= 100x real time.
         "small": dict(),
+        # ``small``'s encoder and latent space with a decoder twice as wide and twice as deep
+        # at the STFT frame rate, where the spectrum is drawn (grown from ``small``).
+        "medium": dict(dec_frame_dim=256, dec_frame_blocks=4),
         # GPU: wider and deeper, same latent layout as ``small``.
         "large": dict(frame_dim=256, frame_blocks=3, latent_dim=512, latent_blocks=8,
                       mlp_ratio=4),
@@ -68,6 +76,14 @@ class VAEConfig(Config):
             raise ValueError(f"stft_hop {self.stft_hop} must divide hop_length {self.hop_length}")
         if self.n_fft < self.stft_hop or self.n_fft % 2:
             raise ValueError("n_fft must be even and at least stft_hop")
+
+    @property
+    def decoder_frame_dim(self) -> int:
+        return self.frame_dim if self.dec_frame_dim is None else self.dec_frame_dim
+
+    @property
+    def decoder_frame_blocks(self) -> int:
+        return self.frame_blocks if self.dec_frame_blocks is None else self.dec_frame_blocks
 
     @property
     def upsample(self) -> int:
@@ -137,12 +153,13 @@ class AudioVAE(nn.Module):
         # Decoder: [B, C, T] -> [B, n_fft + 2, T*u] (log-magnitude, phase).
         self.dec_in = nn.Conv1d(c.latent_channels, c.latent_dim, k, padding=k // 2)
         self.dec_latent = _stack(c.latent_dim, c.latent_blocks, c)
+        d = c.decoder_frame_dim
         self.dec_up = nn.Sequential(ChannelNorm(c.latent_dim, eps=1e-6),
-                                    nn.ConvTranspose1d(c.latent_dim, c.frame_dim, c.upsample,
+                                    nn.ConvTranspose1d(c.latent_dim, d, c.upsample,
                                                        stride=c.upsample))
-        self.dec_frame = _stack(c.frame_dim, c.frame_blocks, c)
-        self.dec_norm = nn.LayerNorm(c.frame_dim, eps=1e-6)
-        self.head = nn.Linear(c.frame_dim, 2 * bins)
+        self.dec_frame = _stack(d, c.decoder_frame_blocks, c)
+        self.dec_norm = nn.LayerNorm(d, eps=1e-6)
+        self.head = nn.Linear(d, 2 * bins)
 
     # ------------------------------------------------------------------ shapes
     @staticmethod

@@ -39,6 +39,7 @@ from instructme.models.discriminator import (
     generator_loss,
 )
 from instructme.models.vae import AudioVAE, VAEConfig
+from instructme.models.vae_grow import grow_vae
 from instructme.training.vae_data import CropSampler, fixed_clips, load_split
 from instructme.training.vae_plots import plot_vae_losses, save_reconstructions
 
@@ -83,6 +84,7 @@ class VAETrainConfig(Config):
                      log_every=1, save_every=2, sample_every=2, val_clips=1, val_seconds=0.5,
                      scale_clips=2),
         "small": dict(),
+        "medium": dict(),
         "large": dict(steps=400_000, batch_size=32, segment_seconds=2.048, disc_start=20_000,
                       ema_decay=0.9999, save_every=5_000, sample_every=10_000, val_clips=8),
     }
@@ -151,12 +153,16 @@ def lr_factor(cfg: VAETrainConfig, step: int) -> float:
     return factor
 
 
-def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
+def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = None,
               steps: int | None = None, resume: bool = False, quiet: bool = False,
               model_overrides: dict[str, Any] | None = None, decay_steps: int | None = None,
               **overrides: Any) -> dict[str, Any]:
     """Train (or resume) a VAE on ``data_dir``; returns the last logged record.
 
+    ``preset`` (default ``small``) names the model and training presets. With ``init`` (a
+    trained VAE folder) and no ``preset`` the model is the init's; with a ``preset`` whose
+    decoder is wider or deeper (e.g. ``medium`` from ``small``), the init's weights are grown
+    into it without changing its output (:func:`~instructme.models.vae_grow.grow_vae`).
     ``overrides`` change :class:`VAETrainConfig` fields, ``model_overrides`` :class:`VAEConfig`
     fields of the preset (new runs only; a resumed run keeps its saved configs, except
     ``steps`` and ``decay_steps``: a run can be extended and end with a learning-rate decay).
@@ -178,9 +184,10 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
         vae_cfg = VAEConfig.from_json_file(state_dir / "vae_config.json")
         disc_cfg = DiscriminatorConfig.from_json_file(state_dir / "disc_config.json")
     else:
-        cfg = VAETrainConfig.preset(preset, **overrides)
-        vae_cfg = VAEConfig.preset(preset, **(model_overrides or {}))
-        disc_cfg = DiscriminatorConfig.preset(preset)
+        name = preset or "small"
+        cfg = VAETrainConfig.preset(name, **overrides)
+        vae_cfg = VAEConfig.preset(name, **(model_overrides or {}))
+        disc_cfg = DiscriminatorConfig.preset("small" if name == "medium" else name)
     if steps is not None:
         cfg.steps = steps
     if decay_steps is not None:
@@ -189,7 +196,11 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
     init_vae = None
     if cfg.init is not None and not resume:
         init_vae = load_model(AudioVAE, cfg.init)
-        vae_cfg = dataclasses.replace(init_vae.config, **(model_overrides or {}))
+        if preset is None:
+            vae_cfg = dataclasses.replace(init_vae.config, **(model_overrides or {}))
+        elif vae_cfg != dataclasses.replace(init_vae.config, scaling_factor=1.0):
+            init_vae = grow_vae(init_vae, vae_cfg, seed=cfg.seed)
+        vae_cfg = init_vae.config
     torch.manual_seed(cfg.seed)
     train_songs = load_split(data_dir, "train", vae_cfg.sample_rate)
     extra = None
@@ -212,7 +223,8 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str = "small",
     if init_vae is not None:
         vae.load_state_dict(init_vae.state_dict())
         if not quiet:
-            print(f"initialised the VAE from {cfg.init} (a new discriminator and optimiser)")
+            print(f"initialised the VAE from {cfg.init} (a new discriminator and optimiser; "
+                  f"{vae.num_parameters:,} parameters)")
     disc = Discriminator(disc_cfg)
     recon_loss = ReconstructionLoss(vae_cfg.sample_rate)
     opt_g = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=cfg.betas)

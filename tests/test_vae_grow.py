@@ -1,0 +1,100 @@
+"""Growing a trained VAE into a wider, deeper decoder: same output at start, copies free to
+diverge, encoder untouched, clear refusals, and ``train vae --init DIR --preset P``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_train_vae import make_dataset
+
+from instructme.checkpoint import load_model
+from instructme.cli import main
+from instructme.errors import CheckpointError
+from instructme.models.vae import AudioVAE, VAEConfig
+from instructme.models.vae_grow import can_grow, grow_vae
+from instructme.training.vae import train_vae
+
+WIDE = dict(dec_frame_dim=32, dec_frame_blocks=3)  # tiny: frame_dim 16, 1 block per side
+
+
+@pytest.fixture()
+def trained() -> AudioVAE:
+    """A tiny VAE whose weights are not at their initial values (layer scales too)."""
+    torch.manual_seed(0)
+    vae = AudioVAE(VAEConfig.preset("tiny", scaling_factor=0.7))
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return vae.eval()
+
+
+def test_grown_vae_computes_the_same_audio(trained: AudioVAE) -> None:
+    grown = grow_vae(trained, VAEConfig.preset("tiny", **WIDE)).eval()
+    assert grown.config.decoder_frame_dim == 32 and len(grown.dec_frame) == 3
+    assert grown.config.scaling_factor == 0.7
+    assert grown.num_parameters > trained.num_parameters
+    x = torch.randn(2, 3000) * 0.2
+    with torch.no_grad():
+        a, mean_a, _ = trained(x, sample=False)
+        b, mean_b, _ = grown(x, sample=False)
+    torch.testing.assert_close(mean_b, mean_a, rtol=0, atol=0)  # encoder copied
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    assert a.abs().max() > 1e-3  # not a trivially silent comparison
+    # new blocks start as the identity
+    assert float(grown.dec_frame[1].gamma.detach().abs().max()) == 0.0
+
+
+def test_copies_are_not_identical_and_diverge(trained: AudioVAE) -> None:
+    grown = grow_vae(trained, VAEConfig.preset("tiny", **WIDE), noise=0.01)
+    w = grown.head.weight
+    assert not torch.allclose(w[:, :16], w[:, 16:])
+    torch.testing.assert_close(w[:, :16] + w[:, 16:], trained.head.weight)
+    # one gradient step: the two copies of a channel get different updates
+    x = torch.randn(2, 2000) * 0.2
+    recon, _, _ = grown(x, sample=False)
+    ((recon - x[:, None]) ** 2).mean().backward()
+    g = grown.dec_frame[0].pw2.weight.grad
+    assert not torch.allclose(g[:16], g[16:])
+    # no noise: the copies are exact halves (the symmetric Net2Net split)
+    flat = grow_vae(trained, VAEConfig.preset("tiny", **WIDE), noise=0.0)
+    torch.testing.assert_close(flat.head.weight[:, :16], flat.head.weight[:, 16:])
+
+
+def test_refuses_what_cannot_grow(trained: AudioVAE) -> None:
+    assert can_grow(trained.config, VAEConfig.preset("tiny", **WIDE)) is None
+    for bad, why in ((dict(latent_channels=4), "latent_channels"),
+                     (dict(dec_frame_dim=24), "multiple"),
+                     (dict(frame_dim=32), "frame_dim")):
+        assert why in (can_grow(trained.config, VAEConfig.preset("tiny", **bad)) or "")
+        with pytest.raises(CheckpointError, match=why):
+            grow_vae(trained, VAEConfig.preset("tiny", **bad))
+    wide = grow_vae(trained, VAEConfig.preset("tiny", **WIDE))
+    assert "fewer frame blocks" in (can_grow(wide.config, VAEConfig.preset(
+        "tiny", dec_frame_dim=32, dec_frame_blocks=1)) or "")
+
+
+def test_train_vae_grows_its_init(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data")
+    base = tmp_path / "base"
+    train_vae(data, base, preset="tiny", steps=2, quiet=True)
+    grown = tmp_path / "grown"
+    train_vae(data, grown, preset="tiny", model_overrides=WIDE, steps=1, lr=1e-12,
+              quiet=True, init=str(base))
+    vae = load_model(AudioVAE, grown)
+    assert (vae.config.dec_frame_dim, vae.config.dec_frame_blocks) == (32, 3)
+    saved = json.loads((grown / "state" / "vae_config.json").read_text())
+    assert saved["dec_frame_dim"] == 32
+    x = torch.randn(1, 2000) * 0.2
+    with torch.no_grad():  # at lr ~0 the grown run still computes what its init did
+        torch.testing.assert_close(vae(x, sample=False)[0],
+                                   load_model(AudioVAE, base)(x, sample=False)[0],
+                                   rtol=1e-3, atol=1e-4)
+    # the run resumes with its grown architecture
+    train_vae(data, grown, steps=2, resume=True, quiet=True)
+    assert load_model(AudioVAE, grown).config.dec_frame_dim == 32
+    # a preset the init cannot grow into is a one-line error (exit 2)
+    assert main(["train", "vae", "--data", str(data), "--out", str(tmp_path / "e"),
+                 "--preset", "small", "--init", str(base), "--steps", "1", "--quiet"]) == 2
