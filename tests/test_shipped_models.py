@@ -119,3 +119,29 @@ def test_shipped_classifier_names_the_stems_and_style_of_the_examples():
         false_positives += len(present - stems)
         assert model.style_names[int(pred["style"][0].argmax())] == style
     assert false_positives <= 1
+
+
+@pytest.mark.skipif(not (MODELS / "vae-medium").is_dir(), reason="no shipped medium VAE")
+def test_shipped_vaes_round_trip_a_held_out_song() -> None:
+    """Both shipped VAEs reconstruct a held-out rendered song (mel distance, lower is better);
+    the medium one, grown from the small one and trained on, does not do worse."""
+    import soundfile as sf
+    import torch
+
+    from instructme.metrics.codec import multiscale_mel_distance
+    from instructme.models.vae import AudioVAE
+
+    audio, sr = sf.read(str(EXAMPLE), dtype="float32", frames=10 * 16_000)
+    dist = {}
+    for name in ("vae-small", "vae-medium"):
+        vae = load_model(AudioVAE, MODELS / name).eval()
+        assert sr == vae.config.sample_rate
+        with torch.no_grad():
+            z = vae.encode_latents(torch.from_numpy(audio)[None])
+            y = vae.decode_latents(z, length=len(audio))[0].numpy()
+        assert z.shape == (1, 32, 313) and np.isfinite(y).all()
+        dist[name] = multiscale_mel_distance(audio, y, sr)
+    medium = load_model(AudioVAE, MODELS / "vae-medium")
+    assert medium.config.decoder_frame_dim == 2 * medium.config.frame_dim
+    assert dist["vae-small"] < 0.25 and dist["vae-medium"] < 0.25
+    assert dist["vae-medium"] <= dist["vae-small"] + 0.005, dist
