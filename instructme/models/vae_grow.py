@@ -61,7 +61,7 @@ def _split(w: torch.Tensor, r: int, noise: float, gen: torch.Generator) -> torch
         eps = [torch.randn(w.shape, generator=gen, dtype=w.dtype) * scale for _ in range(r)]
         mean = sum(eps) / r
         parts = [p + e - mean for p, e in zip(parts, eps)]
-        parts[-1] = w - sum(parts[:-1])  # sums to w to the last bit
+        parts[-1] = w - sum(parts[:-1])  # the copies sum to w (up to rounding)
     return torch.cat(parts, dim=1)
 
 
