@@ -147,10 +147,12 @@ def test_cli_train_and_eval(dataset: Path, tmp_path: Path, capsys) -> None:
                  "--seconds", "1", "--real", "--json", str(report)]) == 0
     printed = capsys.readouterr().out
     assert "| vae |" in printed and "| opus12 |" in printed
+    assert "mel distance by frequency band" in printed and "| 0-200 |" in printed
     r = json.loads(report.read_text())
     assert set(r["sets"]) == {"test mixes", "test stems"}
     for codec in ("vae", "opus6", "opus12", "opus24"):
         assert np.isfinite(r["sets"]["test mixes"][codec]["mel"])
+        assert len(r["sets"]["test mixes"][codec]["mel_by_band"]) == 6
     assert r["latent"]["values_per_s"] == pytest.approx(8 * SR / 256)
     # by default the packaged real recordings join in: music21's instrument, stempeg's band
     r = evaluate_vae(out, None, clips=1, seconds=1.0, quiet=True)

@@ -8,7 +8,13 @@ import torch
 
 from instructme.checkpoint import load_model, save_model
 from instructme.errors import AudioError, CheckpointError
-from instructme.metrics.codec import multiscale_mel_distance, opus_roundtrip, si_sdr
+from instructme.metrics.codec import (
+    mel_band_centres,
+    mel_distance_by_band,
+    multiscale_mel_distance,
+    opus_roundtrip,
+    si_sdr,
+)
 from instructme.models.discriminator import Discriminator, DiscriminatorConfig
 from instructme.models.vae import AudioVAE, VAEConfig
 
@@ -125,6 +131,28 @@ def test_codec_metrics_are_sane() -> None:
     assert 0 < multiscale_mel_distance(x, noisy, sr) < multiscale_mel_distance(x, worse, sr)
     assert si_sdr(x, noisy) > si_sdr(x, worse)
     assert si_sdr(x, 3 * x) > 60  # scale-invariant
+
+
+def test_mel_distance_by_band_says_where_the_error_is() -> None:
+    sr = 16_000
+    t = np.arange(2 * sr) / sr
+    low = 0.3 * np.sin(2 * np.pi * 100 * t)
+    high = 0.2 * np.sin(2 * np.pi * 3000 * t)
+    x = (low + high).astype(np.float32)
+    bands = mel_distance_by_band(x, x, sr)
+    assert list(bands) == ["0-200", "200-500", "500-1000", "1000-2000", "2000-4000", "4000-8000"]
+    assert max(bands.values()) == pytest.approx(0.0, abs=1e-6)
+    no_bass = mel_distance_by_band(x, high.astype(np.float32), sr)  # the 100 Hz tone lost
+    assert max(no_bass, key=no_bass.get) == "0-200" and no_bass["2000-4000"] < 0.1
+    # the bands' mean, weighted by their number of mel bands, is the metric itself
+    rng = np.random.default_rng(0)
+    noisy = x + 0.05 * rng.standard_normal(len(x)).astype(np.float32)
+    by_band = mel_distance_by_band(x, noisy, sr)
+    centres = mel_band_centres(sr)
+    edges = [0, 200, 500, 1000, 2000, 4000, sr]
+    counts = [int(((centres >= lo) & (centres < hi)).sum()) for lo, hi in zip(edges, edges[1:])]
+    weighted = sum(c * v for c, v in zip(counts, by_band.values())) / sum(counts)
+    assert weighted == pytest.approx(multiscale_mel_distance(x, noisy, sr), rel=1e-4)
 
 
 def test_opus_roundtrip_orders_bitrates() -> None:

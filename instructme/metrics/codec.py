@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 import torch
 from torch import nn
-from transformers.audio_utils import mel_filter_bank
+from transformers.audio_utils import hertz_to_mel, mel_filter_bank, mel_to_hertz
 
 from instructme.errors import DependencyError
 
@@ -31,6 +31,8 @@ from instructme.errors import DependencyError
 MEL_FFT_SIZES: tuple[int, ...] = (512, 1024, 2048)
 MEL_BANDS = 80
 MEL_FLOOR = 1e-5
+#: Frequency bands (Hz) of :func:`mel_distance_by_band`; the last edge is cut at Nyquist.
+BAND_EDGES: tuple[float, ...] = (0.0, 200.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
 
 
 class LogMel(nn.Module):
@@ -73,6 +75,37 @@ def multiscale_mel_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) 
     r, e = _pair(ref, est)
     with torch.no_grad():
         return float(MultiScaleMelDistance(sample_rate)(e, r))
+
+
+def mel_band_centres(sample_rate: int, n_mels: int = MEL_BANDS) -> np.ndarray:
+    """Centre frequencies (Hz) ``[n_mels]`` of :class:`LogMel`'s Slaney filters."""
+    top = hertz_to_mel(sample_rate / 2, mel_scale="slaney")
+    mels = np.linspace(hertz_to_mel(0.0, mel_scale="slaney"), top, n_mels + 2)
+    return np.asarray(mel_to_hertz(mels, mel_scale="slaney"))[1:-1]
+
+
+def mel_distance_by_band(ref: np.ndarray, est: np.ndarray, sample_rate: int,
+                         edges: Sequence[float] = BAND_EDGES) -> dict[str, float]:
+    """The fidelity metric split by frequency: for each band ``[lo, hi)`` of ``edges``, the
+    L1 log-mel distance over the mel bands whose centre lies in it (mean over bands and
+    frames, then over the three STFT sizes). Keys ``"lo-hi"`` in Hz; the bands' mean,
+    weighted by their mel-band counts, is :func:`multiscale_mel_distance`."""
+    r, e = _pair(ref, est)
+    centres = mel_band_centres(sample_rate)
+    top = sample_rate / 2
+    bands = [(lo, min(hi, top)) for lo, hi in zip(edges[:-1], edges[1:]) if lo < top]
+    bands[-1] = (bands[-1][0], top + 1.0)  # the last band keeps the top mel band
+    out: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for n_fft in MEL_FFT_SIZES:
+            scale = LogMel(sample_rate, n_fft)
+            err = (scale(e) - scale(r)).abs()[0].mean(dim=-1).numpy()  # [n_mels]
+            for lo, hi in bands:
+                sel = (centres >= lo) & (centres < hi)
+                if sel.any():
+                    key = f"{lo:.0f}-{min(hi, top):.0f}"
+                    out.setdefault(key, []).append(float(err[sel].mean()))
+    return {k: float(np.mean(v)) for k, v in out.items()}
 
 
 def mrstft_distance(ref: np.ndarray, est: np.ndarray) -> float:

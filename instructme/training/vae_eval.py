@@ -20,7 +20,7 @@ from instructme.audio import load
 from instructme.checkpoint import load_model
 from instructme.errors import AudioError
 from instructme.fileio import atomic_write_json
-from instructme.metrics.codec import codec_metrics, opus_roundtrip
+from instructme.metrics.codec import codec_metrics, mel_distance_by_band, opus_roundtrip
 from instructme.models.vae import AudioVAE
 from instructme.training.vae_data import file_clips, fixed_clips, load_split
 
@@ -76,6 +76,9 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
                  ) -> dict[str, Any]:
     """Score the VAE and Opus on each clip set; returns (and optionally writes) the report.
 
+    Per set and codec: mel distance, MR-STFT, SI-SDR, and ``mel_by_band`` (the mel distance
+    split into frequency bands: where a codec loses detail).
+
     ``extra_audio``: an imported folder of recorded music; its val files (never trained on)
     make the "recorded music (held out)" set, one clip per file.
     """
@@ -117,13 +120,16 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
                 y = vae(torch.from_numpy(x)[None], sample=False)[0][0, 0].numpy()
             vae_seconds += time.perf_counter() - t0
             audio_seconds += len(x) / sr
-            per_codec["vae"].append(codec_metrics(x, y, sr))
-            for k in bitrates:
-                per_codec[f"opus{k}"].append(codec_metrics(x, opus_roundtrip(x, sr, k), sr))
+            outputs = {"vae": y, **{f"opus{k}": opus_roundtrip(x, sr, k) for k in bitrates}}
+            for c, est in outputs.items():
+                per_codec[c].append({**codec_metrics(x, est, sr),
+                                     "bands": mel_distance_by_band(x, est, sr)})
         results[set_name] = {
             "clips": [n for n, _ in items],
             "seconds": float(np.mean([len(x) / sr for _, x in items])),
-            **{c: {m: float(np.mean([r[m] for r in rs])) for m in METRICS}
+            **{c: {**{m: float(np.mean([r[m] for r in rs])) for m in METRICS},
+                   "mel_by_band": {b: float(np.mean([r["bands"][b] for r in rs]))
+                                   for b in rs[0]["bands"]}}
                for c, rs in per_codec.items()},
         }
     values_per_s = cfg.latent_channels * cfg.latent_rate
@@ -164,4 +170,10 @@ def format_report(report: dict[str, Any], codecs: list[str]) -> str:
         for c in codecs:
             m = r[c]
             lines.append(f"| {c} | {m['mel']:.3f} | {m['mrstft']:.3f} | {m['si_sdr']:.2f} |")
+        bands = list(r[codecs[0]]["mel_by_band"])
+        lines += ["", "mel distance by frequency band (Hz):", "",
+                  "| codec | " + " | ".join(bands) + " |", "|---" * (len(bands) + 1) + "|"]
+        for c in codecs:
+            lines.append(f"| {c} | " + " | ".join(f"{r[c]['mel_by_band'][b]:.3f}"
+                                                   for b in bands) + " |")
     return "\n".join(lines)
