@@ -196,11 +196,12 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
     init_vae = None
     if cfg.init is not None and not resume:
         init_vae = load_model(AudioVAE, cfg.init)
-        if preset is None:
+        if preset is None:  # the init's own architecture
             vae_cfg = dataclasses.replace(init_vae.config, **(model_overrides or {}))
-        elif vae_cfg != dataclasses.replace(init_vae.config, scaling_factor=1.0):
-            init_vae = grow_vae(init_vae, vae_cfg, seed=cfg.seed)
-        vae_cfg = init_vae.config
+        else:  # the preset's architecture, grown from the init when it is bigger
+            if vae_cfg != dataclasses.replace(init_vae.config, scaling_factor=1.0):
+                init_vae = grow_vae(init_vae, vae_cfg, seed=cfg.seed)
+            vae_cfg = init_vae.config
     torch.manual_seed(cfg.seed)
     train_songs = load_split(data_dir, "train", vae_cfg.sample_rate)
     extra = None
