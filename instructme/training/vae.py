@@ -85,6 +85,7 @@ class VAETrainConfig(Config):
                      scale_clips=2),
         "small": dict(),
         "medium": dict(),
+        "medium-lf": dict(),
         "large": dict(steps=400_000, batch_size=32, segment_seconds=2.048, disc_start=20_000,
                       ema_decay=0.9999, save_every=5_000, sample_every=10_000, val_clips=8),
     }
@@ -187,7 +188,8 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
         name = preset or "small"
         cfg = VAETrainConfig.preset(name, **overrides)
         vae_cfg = VAEConfig.preset(name, **(model_overrides or {}))
-        disc_cfg = DiscriminatorConfig.preset("small" if name == "medium" else name)
+        disc_cfg = DiscriminatorConfig.preset(
+            name if name in DiscriminatorConfig.PRESETS else "small")  # CPU decoders: small
     if steps is not None:
         cfg.steps = steps
     if decay_steps is not None:
