@@ -110,3 +110,29 @@ def test_grow_refuses_to_change_or_drop_a_head() -> None:
     assert "low-band head differs" in can_grow(with_head, other)
     with pytest.raises(CheckpointError, match="low-band head"):
         grow_vae(AudioVAE(with_head), other)
+
+
+def test_frozen_encoder_run_trains_only_the_decoder(tmp_path) -> None:
+    from test_train_vae import make_dataset
+
+    from instructme.cli import main
+    from instructme.training.vae import train_vae
+
+    data = make_dataset(tmp_path / "data")
+    base = tmp_path / "base"
+    train_vae(data, base, preset="tiny", steps=2, quiet=True)
+    out = tmp_path / "lf"
+    train_vae(data, out, preset="tiny", model_overrides=LOW, steps=3, lr=1e-2, quiet=True,
+              init=str(base), freeze_encoder=True)
+    before, after = load_model(AudioVAE, base), load_model(AudioVAE, out)
+    assert after.config.low_n_fft == 1024
+    assert after.config.scaling_factor == before.config.scaling_factor  # latent space kept
+    b_sd, a_sd = before.state_dict(), after.state_dict()
+    for k in b_sd:
+        if k.startswith("enc_"):
+            torch.testing.assert_close(a_sd[k], b_sd[k], rtol=0, atol=0)
+    assert not torch.equal(a_sd["dec_in.weight"], b_sd["dec_in.weight"])
+    assert float(after.low_gain.abs().max()) > 0  # the new head switched on
+    # without an encoder to keep, the flag is a one-line error
+    assert main(["train", "vae", "--data", str(data), "--out", str(tmp_path / "e"),
+                 "--freeze-encoder", "--steps", "1", "--quiet"]) == 2

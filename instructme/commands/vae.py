@@ -22,6 +22,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                    ("sample_every", args.sample_every), ("init", args.init),
                                    ("extra_audio", args.extra_audio),
                                    ("p_extra", args.p_extra)) if v is not None}
+    if args.freeze_encoder:
+        if args.init is None:
+            raise InstructMEError("--freeze-encoder needs --init (the encoder to keep)")
+        overrides["freeze_encoder"] = True
     if args.p_extra is not None and not 0.0 <= args.p_extra <= 1.0:
         raise InstructMEError("--p-extra must be between 0 and 1")
     if args.extra_audio is not None and args.p_extra is None:
@@ -75,6 +79,9 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     t.add_argument("--init", default=None,
                    help="VAE folder to start from (its weights and model config, or grown into "
                         "--preset's wider decoder; a new discriminator, optimiser and schedule)")
+    t.add_argument("--freeze-encoder", action="store_true",
+                   help="train only the decoder: the --init's encoder and latent scaling stay "
+                        "exactly as they are, so an editor trained on its latents keeps working")
     t.add_argument("--extra-audio", default=None,
                    help="recorded music imported with 'data import-audio' to train on too")
     t.add_argument("--p-extra", type=float, default=None,

@@ -78,6 +78,9 @@ class VAETrainConfig(Config):
     p_extra: float = 0.0
     #: A VAE folder whose weights (and model config) a new run starts from.
     init: str | None = None
+    #: Train the decoder only: the init's encoder and ``scaling_factor`` are kept exactly
+    #: (the latent space an editor was trained in does not move).
+    freeze_encoder: bool = False
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": dict(steps=4, batch_size=2, segment_seconds=0.25, warmup_steps=1, disc_start=2,
@@ -228,9 +231,15 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
         if not quiet:
             print(f"initialised the VAE from {cfg.init} (a new discriminator and optimiser; "
                   f"{vae.num_parameters:,} parameters)")
+    if cfg.freeze_encoder:
+        if cfg.init is None:
+            raise CheckpointError("freeze_encoder needs an init VAE (the encoder to keep)")
+        for p in encoder_parameters(vae):
+            p.requires_grad_(False)
     disc = Discriminator(disc_cfg)
     recon_loss = ReconstructionLoss(vae_cfg.sample_rate)
-    opt_g = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt_g = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr,
+                              betas=cfg.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: lr_factor(cfg, s))
     vae, disc, recon_loss, opt_g, opt_d, sched_g = accelerator.prepare(
@@ -260,7 +269,8 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
         atomic_write_json(tmp / "vae_config.json", vae_cfg.to_dict())
         atomic_write_json(tmp / "disc_config.json", disc_cfg.to_dict())
         replace_dir(tmp, state_dir)
-        export_model(accelerator.unwrap_model(vae), ema, scale_batch, out, step)
+        export_model(accelerator.unwrap_model(vae), ema, scale_batch, out, step,
+                     keep_scaling=cfg.freeze_encoder)
         plot_vae_losses(out / "logs.jsonl", out / "loss.png")
 
     def write_samples() -> float:
@@ -334,16 +344,24 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
     return last
 
 
+def encoder_parameters(vae: AudioVAE) -> list[nn.Parameter]:
+    """The parameters that define the latent space (everything before ``z``)."""
+    return [p for name, p in vae.named_parameters() if name.startswith("enc_")]
+
+
 @torch.no_grad()
-def export_model(vae: AudioVAE, ema: Any, scale_batch: torch.Tensor, out: Path, step: int) -> None:
-    """Write the EMA weights to ``out`` with ``scaling_factor = 1 / std(latent means)``."""
+def export_model(vae: AudioVAE, ema: Any, scale_batch: torch.Tensor, out: Path, step: int,
+                 keep_scaling: bool = False) -> None:
+    """Write the EMA weights to ``out`` with ``scaling_factor = 1 / std(latent means)``
+    (``keep_scaling``: the model's own, for a frozen encoder whose latent space is fixed)."""
     ema.store(vae.parameters())
     ema.copy_to(vae.parameters())
     try:
         vae.eval()
         mean, _ = vae.encode(scale_batch.to(next(vae.parameters()).device))
         std = float(mean.std())
-        cfg = dataclasses.replace(vae.config, scaling_factor=1.0 / max(std, 1e-6))
+        scaling = vae.config.scaling_factor if keep_scaling else 1.0 / max(std, 1e-6)
+        cfg = dataclasses.replace(vae.config, scaling_factor=scaling)
         original = vae.config
         vae.config = cfg
         try:
