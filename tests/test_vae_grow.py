@@ -98,3 +98,28 @@ def test_train_vae_grows_its_init(tmp_path: Path) -> None:
     # a preset the init cannot grow into is a one-line error (exit 2)
     assert main(["train", "vae", "--data", str(data), "--out", str(tmp_path / "e"),
                  "--preset", "small", "--init", str(base), "--steps", "1", "--quiet"]) == 2
+
+
+def test_frozen_encoder_run_trains_only_the_decoder(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data")
+    base = tmp_path / "base"
+    train_vae(data, base, preset="tiny", steps=2, quiet=True)
+    out = tmp_path / "dec"
+    train_vae(data, out, preset="tiny", model_overrides=WIDE, steps=3, lr=1e-2, quiet=True,
+              init=str(base), freeze_encoder=True)
+    before, after = load_model(AudioVAE, base), load_model(AudioVAE, out)
+    assert after.config.decoder_frame_dim == 32
+    assert after.config.scaling_factor == before.config.scaling_factor  # latent space kept
+    b_sd, a_sd = before.state_dict(), after.state_dict()
+    for k in b_sd:
+        if k.startswith("enc_"):
+            torch.testing.assert_close(a_sd[k], b_sd[k], rtol=0, atol=0)
+    assert not torch.equal(a_sd["dec_in.weight"], b_sd["dec_in.weight"])
+    x = torch.randn(1, 2000) * 0.2
+    with torch.no_grad():  # the editor's latents are the same; their sound is not
+        torch.testing.assert_close(after.encode_latents(x), before.encode_latents(x))
+        assert not torch.allclose(after.decode_latents(after.encode_latents(x)),
+                                  before.decode_latents(before.encode_latents(x)))
+    # without an encoder to keep, the flag is a one-line error
+    assert main(["train", "vae", "--data", str(data), "--out", str(tmp_path / "e"),
+                 "--freeze-encoder", "--steps", "1", "--quiet"]) == 2

@@ -10,13 +10,6 @@ latent diffusion. This module is that autoencoder, built for speed on CPU (see D
 - **Decoder** (Vocos-style, Siuzdenko 2023): ConvNeXt blocks at the latent rate -> transposed
   conv up to the STFT frame rate -> ConvNeXt blocks -> a head that predicts log-magnitude and
   phase per bin -> ``torch.istft``. No waveform up-sampler, no separate vocoder.
-- **Low-band head** (optional, ``low_n_fft > 0``): a second head on the same frame features
-  draws the bins below ``low_max_hz`` of a *longer* synthesis STFT (``low_n_fft`` points, same
-  hop), whose waveform is added to the main one. A 512-point STFT has 31 Hz bins and 32 ms
-  frames; bass partials 40 Hz apart share a bin and need phases coherent across many frames,
-  which a per-frame head draws badly. A 2048-point window (7.8 Hz bins) resolves them. Its
-  per-bin output gain starts at 0, so adding the head to a trained decoder changes nothing
-  until training turns it on (``vae_grow``).
 
 Every layer is local (depthwise convolutions, per-frame LayerNorm), so the model is fully
 convolutional: any length in, the same length out (padded internally to a multiple of
@@ -63,9 +56,6 @@ class VAEConfig(Config):
     #: decoder buys fidelity without touching it (``medium``; see ``vae_grow``).
     dec_frame_dim: int | None = None
     dec_frame_blocks: int | None = None
-    #: Low-band head: synthesis STFT size (0: none) and the highest frequency it draws.
-    low_n_fft: int = 0
-    low_max_hz: float = 500.0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # Tests: a few thousand parameters, milliseconds per call.
@@ -76,8 +66,6 @@ class VAEConfig(Config):
         # ``small``'s encoder and latent space with a decoder twice as wide and twice as deep
         # at the STFT frame rate, where the spectrum is drawn (grown from ``small``).
         "medium": dict(dec_frame_dim=256, dec_frame_blocks=4),
-        # ``medium`` plus a 2048-point low-band synthesis head for the bins under 500 Hz.
-        "medium-lf": dict(dec_frame_dim=256, dec_frame_blocks=4, low_n_fft=2048),
         # GPU: wider and deeper, same latent layout as ``small``.
         "large": dict(frame_dim=256, frame_blocks=3, latent_dim=512, latent_blocks=8,
                       mlp_ratio=4),
@@ -88,10 +76,6 @@ class VAEConfig(Config):
             raise ValueError(f"stft_hop {self.stft_hop} must divide hop_length {self.hop_length}")
         if self.n_fft < self.stft_hop or self.n_fft % 2:
             raise ValueError("n_fft must be even and at least stft_hop")
-        if self.low_n_fft and (self.low_n_fft <= self.n_fft or self.low_n_fft % 2):
-            raise ValueError(f"low_n_fft {self.low_n_fft} must be 0 or even and > n_fft")
-        if self.low_n_fft and not 0 < self.low_max_hz <= self.sample_rate / 2:
-            raise ValueError(f"low_max_hz {self.low_max_hz} must be in (0, Nyquist]")
 
     @property
     def decoder_frame_dim(self) -> int:
@@ -100,14 +84,6 @@ class VAEConfig(Config):
     @property
     def decoder_frame_blocks(self) -> int:
         return self.frame_blocks if self.dec_frame_blocks is None else self.dec_frame_blocks
-
-    @property
-    def low_bins(self) -> int:
-        """Bins of the low-band head: 0 Hz up to and including ``low_max_hz`` (0: no head)."""
-        if not self.low_n_fft:
-            return 0
-        return min(self.low_n_fft // 2 + 1,
-                   int(self.low_max_hz * self.low_n_fft / self.sample_rate) + 1)
 
     @property
     def upsample(self) -> int:
@@ -184,10 +160,6 @@ class AudioVAE(nn.Module):
         self.dec_frame = _stack(d, c.decoder_frame_blocks, c)
         self.dec_norm = nn.LayerNorm(d, eps=1e-6)
         self.head = nn.Linear(d, 2 * bins)
-        if c.low_n_fft:  # [B, D, T*u] -> [B, 2 * low_bins, T*u], scaled by a gain from 0
-            self.register_buffer("low_window", torch.hann_window(c.low_n_fft), persistent=False)
-            self.low_head = nn.Linear(d, 2 * c.low_bins)
-            self.low_gain = nn.Parameter(torch.zeros(c.low_bins, 1))
 
     # ------------------------------------------------------------------ shapes
     @staticmethod
@@ -233,30 +205,17 @@ class AudioVAE(nn.Module):
         c = self.config
         h = self.dec_latent(self.dec_in(z))
         h = self.dec_frame(self.dec_up(h))  # [B, D, T*u]
-        h = self.dec_norm(h.transpose(1, 2))  # [B, T*u, D]
+        h = self.head(self.dec_norm(h.transpose(1, 2))).transpose(1, 2)  # [B, 2*bins, T*u]
+        logmag, phase = h.chunk(2, dim=1)
+        mag = torch.exp(logmag.clamp(max=7.0))
+        spec = torch.polar(mag, phase)
+        # center=True frames sit at k * stft_hop; one more frame covers the last samples.
+        spec = torch.cat([spec, spec[..., -1:]], dim=-1)
         n = z.shape[-1] * c.hop_length
-        y = self._synthesise(self.head(h), c.n_fft, self.window, n)
-        if c.low_n_fft:
-            y = y + self._synthesise(self.low_head(h), c.low_n_fft, self.low_window, n,
-                                     gain=self.low_gain)
+        y = torch.istft(spec, c.n_fft, c.stft_hop, window=self.window, center=True, length=n)
         if length is not None:
             y = y[..., :length] if length <= n else F.pad(y, (0, length - n))
         return y[:, None]
-
-    def _synthesise(self, h: torch.Tensor, n_fft: int, window: torch.Tensor, n: int,
-                    gain: torch.Tensor | None = None) -> torch.Tensor:
-        """Head output ``h: [B, F, 2K]`` (log-magnitude, phase of the lowest ``K`` bins) ->
-        waveform ``[B, n]`` by iSTFT of size ``n_fft`` at hop ``stft_hop`` (bins above ``K``
-        are zero; ``gain: [K, 1]`` scales the magnitudes)."""
-        logmag, phase = h.transpose(1, 2).chunk(2, dim=1)  # [B, K, F] each
-        spec = torch.polar(torch.exp(logmag.clamp(max=7.0)), phase)
-        if gain is not None:  # after polar, whose gradient at magnitude 0 is 0
-            spec = spec * gain
-        spec = F.pad(spec, (0, 0, 0, n_fft // 2 + 1 - spec.shape[1]))
-        # center=True frames sit at k * stft_hop; one more frame covers the last samples.
-        spec = torch.cat([spec, spec[..., -1:]], dim=-1)
-        return torch.istft(spec, n_fft, self.config.stft_hop, window=window, center=True,
-                           length=n)
 
     # ------------------------------------------------------------------ training
     def forward(self, x: torch.Tensor, sample: bool = True

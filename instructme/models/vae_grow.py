@@ -15,9 +15,6 @@ blocks), so fine-tuning resumes from the trained model's quality instead of from
   different gradients, so they do not stay identical during training.
 - **Deeper** frame stage: extra ConvNeXt blocks after the grown ones, with layer scale
   ``gamma = 0`` (identity at start; they switch on as training moves ``gamma``).
-- **Low-band head** (``low_n_fft``) added: random weights behind an output gain of 0, so it
-  adds silence until training turns it on. A head ``src`` already has is kept (split like
-  the main head when the decoder widens).
 
 The encoder, the latent-rate decoder blocks and ``scaling_factor`` are copied unchanged.
 """
@@ -45,9 +42,6 @@ def can_grow(src: VAEConfig, dst: VAEConfig) -> str | None:
     d_src, d_dst = src.decoder_frame_dim, dst.decoder_frame_dim
     if d_dst % d_src:
         return f"decoder width {d_dst} is not a multiple of {d_src}"
-    if src.low_n_fft and (src.low_n_fft, src.low_max_hz) != (dst.low_n_fft, dst.low_max_hz):
-        return (f"low-band head differs ({src.low_n_fft}-point to {src.low_max_hz:g} Hz vs "
-                f"{dst.low_n_fft}-point to {dst.low_max_hz:g} Hz)")
     if dst.decoder_frame_blocks < src.decoder_frame_blocks:
         return (f"decoder has fewer frame blocks ({dst.decoder_frame_blocks} < "
                 f"{src.decoder_frame_blocks})")
@@ -90,7 +84,7 @@ def grow_vae(src: AudioVAE, config: VAEConfig, noise: float = 0.01, seed: int = 
     s_sd, d_sd = src.state_dict(), dst.state_dict()
     out: dict[str, torch.Tensor] = {}
     for k in d_sd:
-        if not k.startswith(("dec_up.1.", "dec_frame.", "dec_norm.", "head.", "low_")):
+        if not k.startswith(("dec_up.1.", "dec_frame.", "dec_norm.", "head.")):
             out[k] = s_sd[k].clone()  # encoder and latent-rate decoder: unchanged
     # Transposed conv up to the frame rate: weight [latent_dim, frame_dim, k] -> repeat outputs.
     out["dec_up.1.weight"] = _repeat(s_sd["dec_up.1.weight"], r, 1)
@@ -116,13 +110,5 @@ def grow_vae(src: AudioVAE, config: VAEConfig, noise: float = 0.01, seed: int = 
     out["dec_norm.bias"] = _repeat(s_sd["dec_norm.bias"], r, 0)
     out["head.weight"] = _split(s_sd["head.weight"], r, noise, gen)
     out["head.bias"] = s_sd["head.bias"].clone()
-    if config.low_n_fft and src.config.low_n_fft:  # kept
-        out["low_head.weight"] = _split(s_sd["low_head.weight"], r, noise, gen)
-        out["low_head.bias"] = s_sd["low_head.bias"].clone()
-        out["low_gain"] = s_sd["low_gain"].clone()
-    elif config.low_n_fft:  # new: random head, silent behind a zero gain
-        out["low_head.weight"] = d_sd["low_head.weight"].clone()
-        out["low_head.bias"] = d_sd["low_head.bias"].clone()
-        out["low_gain"] = torch.zeros_like(d_sd["low_gain"])
     dst.load_state_dict(out)
     return dst
