@@ -120,6 +120,13 @@ def test_frozen_encoder_run_trains_only_the_decoder(tmp_path: Path) -> None:
         torch.testing.assert_close(after.encode_latents(x), before.encode_latents(x))
         assert not torch.allclose(after.decode_latents(after.encode_latents(x)),
                                   before.decode_latents(before.encode_latents(x)))
+    # a resumed run keeps the encoder frozen and the scaling kept
+    train_vae(data, out, steps=5, resume=True, quiet=True)
+    resumed = load_model(AudioVAE, out)
+    assert resumed.config.scaling_factor == before.config.scaling_factor
+    for k, v in resumed.state_dict().items():
+        if k.startswith("enc_"):
+            torch.testing.assert_close(v, b_sd[k], rtol=0, atol=0)
     # without an encoder to keep, the flag is a one-line error
     assert main(["train", "vae", "--data", str(data), "--out", str(tmp_path / "e"),
                  "--freeze-encoder", "--steps", "1", "--quiet"]) == 2
