@@ -131,9 +131,13 @@ def si_sdr(ref: np.ndarray, est: np.ndarray, eps: float = 1e-8) -> float:
 
 
 def codec_metrics(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """All three fidelity numbers for one clip."""
+    """All fidelity numbers for one clip (``bass_if``: :func:`~instructme.metrics.phase.
+    bass_phase_distance`)."""
+    from instructme.metrics.phase import bass_phase_distance
+
     return {"mel": multiscale_mel_distance(ref, est, sample_rate),
-            "mrstft": mrstft_distance(ref, est), "si_sdr": si_sdr(ref, est)}
+            "mrstft": mrstft_distance(ref, est), "si_sdr": si_sdr(ref, est),
+            "bass_if": bass_phase_distance(ref, est, sample_rate)}
 
 
 def opus_roundtrip(x: np.ndarray, sample_rate: int, kbps: float) -> np.ndarray:

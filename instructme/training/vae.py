@@ -40,7 +40,6 @@ from instructme.models.discriminator import (
 )
 from instructme.models.vae import AudioVAE, VAEConfig
 from instructme.models.vae_grow import grow_vae
-from instructme.training.phase_loss import LowBandPhaseLoss
 from instructme.training.vae_data import CropSampler, fixed_clips, load_split
 from instructme.training.vae_plots import plot_vae_losses, save_reconstructions
 
@@ -62,7 +61,7 @@ class VAETrainConfig(Config):
     w_mel: float = 15.0
     w_stft: float = 1.0
     w_kl: float = 1e-4
-    #: Low-band instantaneous-frequency loss (:mod:`~instructme.training.phase_loss`); 0 = off.
+    #: Low-band instantaneous-frequency loss (:mod:`~instructme.metrics.phase`); 0 = off.
     w_phase: float = 0.0
     w_adv: float = 1.0
     w_fm: float = 2.0
@@ -99,8 +98,9 @@ class VAETrainConfig(Config):
 class ReconstructionLoss(nn.Module):
     """Multi-scale log-mel L1 + ``auraloss`` multi-resolution STFT. ``[B, 1, N]`` pairs.
 
-    With ``phase=True`` it also holds :class:`LowBandPhaseLoss` as ``self.phase`` (scored by
-    :func:`generator_step_losses` when ``w_phase > 0``).
+    With ``phase=True`` it also holds the low-band phase-derivative distance
+    (:class:`~instructme.metrics.phase.LowBandPhaseDistance`) as ``self.phase``, scored by
+    :func:`generator_step_losses` when ``w_phase > 0``.
     """
 
     def __init__(self, sample_rate: int, phase: bool = False) -> None:
@@ -108,12 +108,13 @@ class ReconstructionLoss(nn.Module):
         import auraloss
 
         from instructme.metrics.codec import MultiScaleMelDistance
+        from instructme.metrics.phase import LowBandPhaseDistance
 
         self.mel = MultiScaleMelDistance(sample_rate, (256, 512, 1024, 2048), (40, 80, 80, 80))
         self.stft = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[256, 512, 1024, 2048], hop_sizes=[64, 128, 256, 512],
             win_lengths=[256, 512, 1024, 2048])
-        self.phase = LowBandPhaseLoss(sample_rate) if phase else None
+        self.phase = LowBandPhaseDistance(sample_rate) if phase else None
 
     def forward(self, est: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.mel(est[:, 0], ref[:, 0]), self.stft(est, ref)

@@ -25,7 +25,7 @@ from instructme.models.vae import AudioVAE
 from instructme.training.vae_data import file_clips, fixed_clips, load_split
 
 OPUS_KBPS: tuple[int, ...] = (6, 12, 24)
-METRICS = ("mel", "mrstft", "si_sdr")
+METRICS = ("mel", "mrstft", "si_sdr", "bass_if")
 
 
 def default_real_recordings() -> list[Path]:
@@ -165,11 +165,13 @@ def format_report(report: dict[str, Any], codecs: list[str]) -> str:
     for set_name, r in report["sets"].items():
         lines += ["", f"**{set_name}** ({len(r['clips'])} clips, {r['seconds']:.1f} s on "
                   "average)", "",
-                  "| codec | mel distance (lower) | MR-STFT (lower) | SI-SDR dB (higher) |",
-                  "|---|---|---|---|"]
+                  "| codec | mel distance (lower) | MR-STFT (lower) | SI-SDR dB (higher) "
+                  "| bass IF (lower) |",
+                  "|---|---|---|---|---|"]
         for c in codecs:
             m = r[c]
-            lines.append(f"| {c} | {m['mel']:.3f} | {m['mrstft']:.3f} | {m['si_sdr']:.2f} |")
+            lines.append(f"| {c} | {m['mel']:.3f} | {m['mrstft']:.3f} | {m['si_sdr']:.2f} "
+                         f"| {m['bass_if']:.3f} |")
         bands = list(r[codecs[0]]["mel_by_band"])
         lines += ["", "mel distance by frequency band (Hz):", "",
                   "| codec | " + " | ".join(bands) + " |", "|---" * (len(bands) + 1) + "|"]

@@ -1,4 +1,4 @@
-"""The low-band phase-derivative (instantaneous frequency) loss of the VAE trainer."""
+"""The low-band phase-derivative (instantaneous frequency) distance: loss and metric."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from instructme.metrics.phase import LowBandPhaseDistance, bass_phase_distance
 from instructme.models.vae import AudioVAE, VAEConfig
-from instructme.training.phase_loss import LowBandPhaseLoss
 from instructme.training.vae import ReconstructionLoss, VAETrainConfig, generator_step_losses
 
 SR = 16_000
@@ -20,7 +20,7 @@ def _bass(freq: float, seconds: float = 1.0, shift: int = 0) -> torch.Tensor:
 
 
 def test_zero_for_identical_and_time_shifted_signals() -> None:
-    loss = LowBandPhaseLoss(SR)
+    loss = LowBandPhaseDistance(SR)
     x = _bass(82.4)
     assert float(loss(x, x)) < 1e-6
     # A constant delay moves every frame's phase alike: the phase *advance* is unchanged.
@@ -28,8 +28,18 @@ def test_zero_for_identical_and_time_shifted_signals() -> None:
     assert float(loss(_bass(82.4, shift=37), x)) < 0.02
 
 
+def test_metric_form_and_codec_report() -> None:
+    from instructme.metrics.codec import codec_metrics
+
+    x = _bass(110.0)[0].numpy()
+    assert bass_phase_distance(x, x, SR) < 1e-6
+    assert bass_phase_distance(x, _bass(118.0)[0].numpy(), SR) > 0.1
+    m = codec_metrics(x, x, SR)
+    assert set(m) == {"mel", "mrstft", "si_sdr", "bass_if"} and m["bass_if"] < 1e-6
+
+
 def test_large_for_detuned_or_incoherent_bass() -> None:
-    loss = LowBandPhaseLoss(SR)
+    loss = LowBandPhaseDistance(SR)
     x = _bass(82.4)
     detuned = float(loss(_bass(90.0), x))  # 7.6 Hz off: ~0.38 rad more phase per 128-hop
     assert detuned > 0.1
@@ -45,7 +55,7 @@ def test_large_for_detuned_or_incoherent_bass() -> None:
 
 
 def test_silent_reference_is_finite_and_shapes_accepted() -> None:
-    loss = LowBandPhaseLoss(SR)
+    loss = LowBandPhaseDistance(SR)
     est = torch.randn(2, 1, SR // 2, requires_grad=True)
     value = loss(est, torch.zeros(2, 1, SR // 2))
     assert torch.isfinite(value) and float(value.detach()) == pytest.approx(0.0, abs=1e-6)

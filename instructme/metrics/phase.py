@@ -1,4 +1,4 @@
-"""Low-band phase-derivative loss for the VAE decoder.
+"""Low-band phase-derivative distance: a VAE training loss and a codec metric.
 
 The decoder predicts STFT magnitude and phase (Vocos-style head) and is trained on
 magnitude losses only (multi-scale mel, multi-resolution STFT) plus a discriminator, so the
@@ -8,7 +8,7 @@ a decoder that does not learn this draws the bass as noise with the right envelo
 long-window mel scales then see as smeared energy (the VAE cards' band tables: the whole gap
 to Opus 12 kbps lies under 500 Hz).
 
-This loss compares the *instantaneous frequency* of output and reference in the low band:
+This distance compares the *instantaneous frequency* of output and reference in the low band:
 the phase advance between consecutive frames of a long-window STFT,
 ``u[f, t] = X[f, t + 1] * conj(X[f, t]) / |...|`` (a unit phasor), as
 ``sum w * |u_est - u_ref|^2 / sum w`` with weights ``w[f, t] = |X_ref[f, t]| |X_ref[f, t + 1]|``
@@ -17,15 +17,20 @@ the smooth form of the anti-wrapped phase distance of APNet (Ai & Ling, 2023). A
 shift of the output changes every frame's phase by the same amount and leaves the phase
 *advance* unchanged, so the loss does not ask the decoder for sample alignment (which the
 magnitude losses never asked for either), only for coherent low-frequency partials.
+
+As a metric (:func:`bass_phase_distance`, "bass IF" in ``instructme eval vae``) it is 0 for
+a perfect or delayed copy; decoding every 512-point frame with random phase scores ~0.15 on
+a bass line, Opus 12 kbps ~0.006 on recorded music.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 
-class LowBandPhaseLoss(nn.Module):
+class LowBandPhaseDistance(nn.Module):
     """Magnitude-weighted instantaneous-frequency distance below ``max_hz``.
 
     Args:
@@ -60,3 +65,13 @@ class LowBandPhaseLoss(nn.Module):
         w = w.detach()
         dist = (u_est - u_ref.detach()).abs().square()
         return (w * dist).sum() / (w.sum() + self.eps)
+
+
+def bass_phase_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
+    """:class:`LowBandPhaseDistance` of ``est`` against ``ref`` (``[N]`` arrays; lower is
+    better, 0 = same phase advance in every sounding bin under 500 Hz)."""
+    n = min(len(ref), len(est))
+    r = torch.as_tensor(np.asarray(ref[:n], dtype=np.float32))[None]
+    e = torch.as_tensor(np.asarray(est[:n], dtype=np.float32))[None]
+    with torch.no_grad():
+        return float(LowBandPhaseDistance(sample_rate)(e, r))
