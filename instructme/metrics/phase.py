@@ -42,28 +42,33 @@ class LowBandPhaseDistance(nn.Module):
     """
 
     def __init__(self, sample_rate: int, n_fft: int = 2048, hop: int = 128,
-                 max_hz: float = 500.0, eps: float = 1e-7) -> None:
+                 max_hz: float = 500.0, floor: float = 0.1, eps: float = 1e-7) -> None:
         super().__init__()
-        self.n_fft, self.hop, self.eps = n_fft, hop, eps
+        self.n_fft, self.hop, self.floor, self.eps = n_fft, hop, floor, eps
         self.n_bins = int(max_hz * n_fft / sample_rate) + 1
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
-    def _advance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x: [B, N]`` -> (unit phasor of the frame-to-frame phase advance ``[B, F, T-1]``,
-        product of consecutive magnitudes ``[B, F, T-1]``) for the low bins."""
+    def _advance(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: [B, N]`` -> ``X[f, t + 1] conj(X[f, t])`` for the low bins, ``[B, F, T-1]``
+        (its angle is the phase advance, its modulus the product of the magnitudes)."""
         spec = torch.stft(x, self.n_fft, self.hop, window=self.window, return_complex=True,
                           center=True)[:, :self.n_bins]
-        prod = spec[..., 1:] * spec[..., :-1].conj()
-        mag = prod.abs()
-        return prod / (mag + self.eps), mag
+        return spec[..., 1:] * spec[..., :-1].conj()
 
     def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """``est, ref: [B, N]`` (or ``[B, 1, N]``) -> scalar loss in ``[0, 4]``."""
+        """``est, ref: [B, N]`` (or ``[B, 1, N]``) -> scalar in ``[0, 4]``.
+
+        The output's phasor is normalised by ``max(|P_est|, floor * |P_ref|)``: exactly a unit
+        phasor wherever the output has at least ``floor`` of the reference's level, and a
+        bounded gradient (instead of ``1 / |P_est|``) where it is nearly silent.
+        """
         est, ref = est.reshape(est.shape[0], -1), ref.reshape(ref.shape[0], -1)
-        u_est, _ = self._advance(est)
-        u_ref, w = self._advance(ref)
-        w = w.detach()
-        dist = (u_est - u_ref.detach()).abs().square()
+        p_ref = self._advance(ref).detach()
+        w = p_ref.abs()
+        u_ref = p_ref / (w + self.eps)
+        p_est = self._advance(est)
+        u_est = p_est / (torch.maximum(p_est.abs(), self.floor * w) + self.eps)
+        dist = (u_est - u_ref).abs().square()
         return (w * dist).sum() / (w.sum() + self.eps)
 
 
