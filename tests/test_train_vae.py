@@ -184,6 +184,12 @@ def test_real_recordings_are_cut_into_clips(tmp_path: Path) -> None:
     clips = real_clips([tmp_path / "rec.wav"], 1.0, SR, limit=5)
     assert [name for name, _ in clips] == ["rec-0"]
     assert clips[0][1].shape == (SR,)
+    # Several recordings are sampled round-robin, not all from the first one.
+    long = np.sin(2 * np.pi * 220 * np.arange(3 * SR) / SR) * 0.3
+    sf.write(str(tmp_path / "a.wav"), long, SR)
+    sf.write(str(tmp_path / "b.wav"), long, SR)
+    clips = real_clips([tmp_path / "a.wav", tmp_path / "b.wav"], 1.0, SR, limit=3)
+    assert [name for name, _ in clips] == ["a-0", "b-0", "a-1"]
 
 
 def test_replace_dir_swaps_folders(tmp_path: Path) -> None:

@@ -55,18 +55,21 @@ def packaged_band_clips(sample_rate: int) -> tuple[list[tuple[str, np.ndarray]],
 
 def real_clips(paths: list[Path], seconds: float, sample_rate: int, limit: int
                ) -> list[tuple[str, np.ndarray]]:
-    """Cut each recording (resampled, mono) into consecutive clips of ``seconds``."""
+    """Cut the recordings (resampled, mono) into consecutive clips of ``seconds`` and take
+    up to ``limit`` of them round-robin: every file's first clip, then every file's second,
+    and so on (so a folder of many recordings is sampled across all of them, not from the
+    first file alone). Silent clips are skipped."""
     frames = int(round(seconds * sample_rate))
-    clips: list[tuple[str, np.ndarray]] = []
+    per_file: list[list[tuple[str, np.ndarray]]] = []
     for p in paths:
         x, _ = load(p, sample_rate=sample_rate)
-        for i in range(max(1, len(x) // frames)):
-            seg = x[i * frames:(i + 1) * frames]
-            if float(np.sqrt(np.mean(seg**2))) > 1e-4:
-                clips.append((f"{p.stem}-{i}", seg))
-            if len(clips) >= limit:
-                return clips
-    return clips
+        segs = [(f"{p.stem}-{i}", x[i * frames:(i + 1) * frames])
+                for i in range(max(1, len(x) // frames))]
+        per_file.append([(n, seg) for n, seg in segs if float(np.sqrt(np.mean(seg**2))) > 1e-4])
+    clips: list[tuple[str, np.ndarray]] = []
+    for i in range(max((len(c) for c in per_file), default=0)):
+        clips += [c[i] for c in per_file if i < len(c)]
+    return clips[:limit]
 
 
 def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int = 8,
