@@ -148,11 +148,14 @@ def test_cli_train_and_eval(dataset: Path, tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "| vae |" in printed and "| opus12 |" in printed
     assert "mel distance by frequency band" in printed and "| 0-200 |" in printed
+    assert "the VAE's mel distance is lower than opus6's on" in printed
     r = json.loads(report.read_text())
     assert set(r["sets"]) == {"test mixes", "test stems"}
     for codec in ("vae", "opus6", "opus12", "opus24"):
         assert np.isfinite(r["sets"]["test mixes"][codec]["mel"])
         assert len(r["sets"]["test mixes"][codec]["mel_by_band"]) == 6
+        per_clip = r["sets"]["test mixes"][codec]["mel_per_clip"]
+        assert len(per_clip) == 1 and r["sets"]["test mixes"][codec]["mel_median"] == per_clip[0]
     assert r["latent"]["values_per_s"] == pytest.approx(8 * SR / 256)
     # by default the packaged real recordings join in: music21's instrument, stempeg's band
     r = evaluate_vae(out, None, clips=1, seconds=1.0, quiet=True)

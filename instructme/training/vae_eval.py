@@ -131,6 +131,8 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
             "clips": [n for n, _ in items],
             "seconds": float(np.mean([len(x) / sr for _, x in items])),
             **{c: {**{m: float(np.mean([r[m] for r in rs])) for m in METRICS},
+                   "mel_median": float(np.median([r["mel"] for r in rs])),
+                   "mel_per_clip": [r["mel"] for r in rs],
                    "mel_by_band": {b: float(np.mean([r["bands"][b] for r in rs]))
                                    for b in rs[0]["bands"]}}
                for c, rs in per_codec.items()},
@@ -175,6 +177,12 @@ def format_report(report: dict[str, Any], codecs: list[str]) -> str:
             m = r[c]
             lines.append(f"| {c} | {m['mel']:.3f} | {m['mrstft']:.3f} | {m['si_sdr']:.2f} "
                          f"| {m['bass_if']:.3f} |")
+        ours = np.asarray(r["vae"]["mel_per_clip"])
+        lines += ["", "per clip, the VAE's mel distance is lower than "
+                  + ", ".join(f"{c}'s on {int((ours < np.asarray(r[c]['mel_per_clip'])).sum())}"
+                              for c in codecs if c != "vae")
+                  + f" of {len(ours)} clips (median mel distance: "
+                  + ", ".join(f"{c} {r[c]['mel_median']:.3f}" for c in codecs) + ")"]
         bands = list(r[codecs[0]]["mel_by_band"])
         lines += ["", "mel distance by frequency band (Hz):", "",
                   "| codec | " + " | ".join(bands) + " |", "|---" * (len(bands) + 1) + "|"]
