@@ -21,8 +21,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                    ("save_every", args.save_every),
                                    ("sample_every", args.sample_every), ("init", args.init),
                                    ("extra_audio", args.extra_audio),
-                                   ("p_extra", args.p_extra),
-                                   ("w_phase", args.w_phase)) if v is not None}
+                                   ("p_extra", args.p_extra)) if v is not None}
     if args.freeze_encoder:
         if args.init is None:
             raise InstructMEError("--freeze-encoder needs --init (the encoder to keep)")
@@ -36,8 +35,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and overrides:
         raise InstructMEError("--resume keeps the run's settings; only --steps and "
                               "--decay-steps may change")
-    if args.w_phase is not None and args.w_phase < 0:
-        raise InstructMEError("--w-phase must be at least 0")
     if args.decay_steps is not None and args.decay_steps < 0:
         raise InstructMEError("--decay-steps must be at least 0")
     train_vae(data, args.out, preset=args.preset, steps=args.steps, resume=args.resume,
@@ -87,9 +84,6 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="recorded music imported with 'data import-audio' to train on too")
     t.add_argument("--p-extra", type=float, default=None,
                    help="share of crops drawn from --extra-audio (default 0.5)")
-    t.add_argument("--w-phase", type=float, default=None,
-                   help="weight of the low-band phase-derivative loss (instantaneous frequency "
-                        "under 500 Hz; default 0 = off)")
     t.add_argument("--save-every", type=int, default=None)
     t.add_argument("--sample-every", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)

@@ -61,8 +61,6 @@ class VAETrainConfig(Config):
     w_mel: float = 15.0
     w_stft: float = 1.0
     w_kl: float = 1e-4
-    #: Low-band instantaneous-frequency loss (:mod:`~instructme.metrics.phase`); 0 = off.
-    w_phase: float = 0.0
     w_adv: float = 1.0
     w_fm: float = 2.0
     disc_start: int = 2_000
@@ -96,25 +94,18 @@ class VAETrainConfig(Config):
 
 
 class ReconstructionLoss(nn.Module):
-    """Multi-scale log-mel L1 + ``auraloss`` multi-resolution STFT. ``[B, 1, N]`` pairs.
+    """Multi-scale log-mel L1 + ``auraloss`` multi-resolution STFT. ``[B, 1, N]`` pairs."""
 
-    With ``phase=True`` it also holds the low-band phase-derivative distance
-    (:class:`~instructme.metrics.phase.LowBandPhaseDistance`) as ``self.phase``, scored by
-    :func:`generator_step_losses` when ``w_phase > 0``.
-    """
-
-    def __init__(self, sample_rate: int, phase: bool = False) -> None:
+    def __init__(self, sample_rate: int) -> None:
         super().__init__()
         import auraloss
 
         from instructme.metrics.codec import MultiScaleMelDistance
-        from instructme.metrics.phase import LowBandPhaseDistance
 
         self.mel = MultiScaleMelDistance(sample_rate, (256, 512, 1024, 2048), (40, 80, 80, 80))
         self.stft = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[256, 512, 1024, 2048], hop_sizes=[64, 128, 256, 512],
             win_lengths=[256, 512, 1024, 2048])
-        self.phase = LowBandPhaseDistance(sample_rate) if phase else None
 
     def forward(self, est: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.mel(est[:, 0], ref[:, 0]), self.stft(est, ref)
@@ -133,11 +124,6 @@ def generator_step_losses(vae: nn.Module, disc: nn.Module | None, recon_loss: Re
     kl = AudioVAE.kl(mean, logvar)
     terms = {"mel": mel, "stft": stft, "kl": kl}
     total = cfg.w_mel * mel + cfg.w_stft * stft + cfg.w_kl * kl
-    if cfg.w_phase > 0:
-        if recon_loss.phase is None:
-            raise ValueError("w_phase > 0 needs ReconstructionLoss(phase=True)")
-        terms["phase"] = recon_loss.phase(recon, x)
-        total = total + cfg.w_phase * terms["phase"]
     d_inputs = None
     if disc is not None:
         fake_logits, fake_feats = disc(recon)
@@ -250,7 +236,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
         for p in encoder_parameters(vae):
             p.requires_grad_(False)
     disc = Discriminator(disc_cfg)
-    recon_loss = ReconstructionLoss(vae_cfg.sample_rate, phase=cfg.w_phase > 0)
+    recon_loss = ReconstructionLoss(vae_cfg.sample_rate)
     opt_g = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr,
                               betas=cfg.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
