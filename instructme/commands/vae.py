@@ -19,6 +19,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
                                    ("disc_start", args.disc_start), ("seed", args.seed),
                                    ("save_every", args.save_every),
+                                   ("snapshot_every", args.snapshot_every),
                                    ("sample_every", args.sample_every), ("init", args.init),
                                    ("extra_audio", args.extra_audio),
                                    ("p_extra", args.p_extra)) if v is not None}
@@ -39,6 +40,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise InstructMEError("--decay-steps must be at least 0")
     train_vae(data, args.out, preset=args.preset, steps=args.steps, resume=args.resume,
               quiet=args.quiet, decay_steps=args.decay_steps, **overrides)
+    return 0
+
+
+def _cmd_average(args: argparse.Namespace) -> int:
+    from instructme.training.vae_average import average_vaes
+
+    for s in args.snapshots:
+        if not (Path(s) / "config.json").is_file():
+            raise InstructMEError(f"{s}: not a VAE folder (no config.json)")
+    if Path(args.out).resolve() in {Path(s).resolve() for s in args.snapshots}:
+        raise InstructMEError("--out must not be one of the snapshots")
+    if args.data is not None and not Path(args.data).is_dir():
+        raise InstructMEError(f"{args.data}: dataset folder not found")
+    vae = average_vaes(args.snapshots, args.out, data_dir=args.data, fp16=args.fp16)
+    print(f"wrote {args.out}: the mean of {len(args.snapshots)} snapshots "
+          f"(scaling_factor {vae.config.scaling_factor:.4f})")
     return 0
 
 
@@ -85,10 +102,23 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     t.add_argument("--p-extra", type=float, default=None,
                    help="share of crops drawn from --extra-audio (default 0.5)")
     t.add_argument("--save-every", type=int, default=None)
+    t.add_argument("--snapshot-every", type=int, default=None,
+                   help="keep a loadable EMA snapshot every N steps in OUT/snapshots/ "
+                        "(for 'train vae-average')")
     t.add_argument("--sample-every", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
+
+    a = train_sub.add_parser("vae-average",
+                             help="average the weights of VAE snapshots of one run")
+    a.add_argument("snapshots", nargs="+", help="VAE folders (e.g. RUN/snapshots/step_*)")
+    a.add_argument("--out", required=True, help="new VAE folder")
+    a.add_argument("--data", default=None,
+                   help="dataset folder: re-measure the latent scaling factor on its training "
+                        "crops (default: the snapshots' mean factor)")
+    a.add_argument("--fp16", action="store_true", help="store the weights as float16")
+    a.set_defaults(func=_cmd_average)
 
     e = eval_sub.add_parser("vae", help="VAE round-trip fidelity vs Opus 6/12/24 kbps")
     e.add_argument("--model", required=True, help="VAE folder (a 'train vae' --out)")

@@ -8,7 +8,9 @@ or GPUs unchanged); EMA of the generator weights (``diffusers.training_utils.EMA
 gradient clipping; resumable: ``OUT/state`` holds the optimiser/model/EMA/RNG state and the
 step count, and ``OUT`` itself is always a loadable VAE folder (EMA weights, with the latent
 ``scaling_factor`` measured on training crops). Logs go to ``OUT/logs.jsonl`` and
-``OUT/loss.png``; validation reconstructions to ``OUT/samples/step_NNNNNNN/``.
+``OUT/loss.png``; validation reconstructions to ``OUT/samples/step_NNNNNNN/``; with
+``snapshot_every``, loadable EMA snapshots to ``OUT/snapshots/step_NNNNNNN/`` (for
+:mod:`~instructme.training.vae_average`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class VAETrainConfig(Config):
     p_mix: float = 0.5
     log_every: int = 25
     save_every: int = 500
+    #: Keep a loadable EMA snapshot every N steps in ``OUT/snapshots/`` (0 = none).
+    snapshot_every: int = 0
     sample_every: int = 1_000
     val_clips: int = 4
     val_seconds: float = 5.0
@@ -334,6 +338,10 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
                     print(f"step={step} val_mel={val_mel:.4f}", flush=True)
             if step % cfg.save_every == 0:
                 save_checkpoint()
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                export_model(accelerator.unwrap_model(vae), ema, scale_batch,
+                             out / "snapshots" / f"step_{step:07d}", step,
+                             keep_scaling=cfg.freeze_encoder)
         save_checkpoint()
         if _Stop.requested and not quiet:
             print(f"stopped at step {step}; continue with --resume")
