@@ -112,9 +112,13 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
     if not sets:
         raise AudioError("nothing to evaluate: give --data and/or --real recordings")
 
+    from tqdm import tqdm
+
     codecs = ["vae"] + [f"opus{k}" for k in bitrates]
     results: dict[str, Any] = {}
     vae_seconds = audio_seconds = 0.0
+    bar = tqdm(total=sum(len(v) for v in sets.values()), desc="scoring clips", unit="clip",
+               disable=quiet)
     for set_name, items in sets.items():
         per_codec: dict[str, list[dict[str, float]]] = {c: [] for c in codecs}
         for _name, x in items:
@@ -127,6 +131,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
             for c, est in outputs.items():
                 per_codec[c].append({**codec_metrics(x, est, sr),
                                      "bands": mel_distance_by_band(x, est, sr)})
+            bar.update()
         results[set_name] = {
             "clips": [n for n, _ in items],
             "seconds": float(np.mean([len(x) / sr for _, x in items])),
@@ -137,6 +142,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
                                    for b in rs[0]["bands"]}}
                for c, rs in per_codec.items()},
         }
+    bar.close()
     values_per_s = cfg.latent_channels * cfg.latent_rate
     report = {
         "model": str(model_dir),
