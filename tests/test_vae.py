@@ -9,6 +9,7 @@ import torch
 from instructme.checkpoint import load_model, save_model
 from instructme.errors import AudioError, CheckpointError
 from instructme.metrics.codec import (
+    MultiScaleMelDistance,
     mel_band_centres,
     mel_distance_by_band,
     multiscale_mel_distance,
@@ -153,6 +154,20 @@ def test_mel_distance_by_band_says_where_the_error_is() -> None:
     counts = [int(((centres >= lo) & (centres < hi)).sum()) for lo, hi in zip(edges, edges[1:])]
     weighted = sum(c * v for c, v in zip(counts, by_band.values())) / sum(counts)
     assert weighted == pytest.approx(multiscale_mel_distance(x, noisy, sr), rel=1e-4)
+
+
+def test_low_band_weight_weighs_only_the_bass() -> None:
+    sr = 16_000
+    t = torch.arange(sr) / sr
+    low = 0.3 * torch.sin(2 * torch.pi * 100 * t)[None]
+    high = 0.2 * torch.sin(2 * torch.pi * 3000 * t)[None]
+    plain, heavy = MultiScaleMelDistance(sr), MultiScaleMelDistance(sr, low_weight=3.0)
+    x = low + high
+    assert float(heavy(high, x)) > 1.5 * float(plain(high, x))  # the bass lost: weighed more
+    assert float(heavy(low, x)) == pytest.approx(float(plain(low, x)), rel=0.05)  # treble lost
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    assert float(MultiScaleMelDistance(sr, low_weight=1.0)(noisy, x)) == pytest.approx(
+        multiscale_mel_distance(x[0].numpy(), noisy[0].numpy(), sr), rel=1e-5)
 
 
 def test_opus_roundtrip_orders_bitrates() -> None:

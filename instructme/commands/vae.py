@@ -22,7 +22,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                    ("snapshot_every", args.snapshot_every),
                                    ("sample_every", args.sample_every), ("init", args.init),
                                    ("extra_audio", args.extra_audio),
-                                   ("p_extra", args.p_extra)) if v is not None}
+                                   ("p_extra", args.p_extra),
+                                   ("low_band_weight", args.low_band_weight)) if v is not None}
     if args.freeze_encoder:
         if args.init is None:
             raise InstructMEError("--freeze-encoder needs --init (the encoder to keep)")
@@ -101,6 +102,8 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="recorded music imported with 'data import-audio' to train on too")
     t.add_argument("--p-extra", type=float, default=None,
                    help="share of crops drawn from --extra-audio (default 0.5)")
+    t.add_argument("--low-band-weight", type=float, default=None,
+                   help="weight of the mel bands under 500 Hz in the mel loss (default 1)")
     t.add_argument("--save-every", type=int, default=None)
     t.add_argument("--snapshot-every", type=int, default=None,
                    help="keep a loadable EMA snapshot every N steps in OUT/snapshots/ "

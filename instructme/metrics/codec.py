@@ -60,13 +60,21 @@ class MultiScaleMelDistance(nn.Module):
     """
 
     def __init__(self, sample_rate: int, fft_sizes: Sequence[int] = MEL_FFT_SIZES,
-                 n_mels: Sequence[int] | int = MEL_BANDS) -> None:
+                 n_mels: Sequence[int] | int = MEL_BANDS, low_weight: float = 1.0,
+                 low_hz: float = 500.0) -> None:
         super().__init__()
         bands = [n_mels] * len(fft_sizes) if isinstance(n_mels, int) else list(n_mels)
         self.scales = nn.ModuleList([LogMel(sample_rate, n, m) for n, m in zip(fft_sizes, bands)])
+        # Per-band weights (all 1 for the metric): ``low_weight`` for bands centred under
+        # ``low_hz``, as a training loss that spends more of the model on the bass.
+        for i, m in enumerate(bands):
+            w = np.where(mel_band_centres(sample_rate, m) < low_hz, low_weight, 1.0)
+            self.register_buffer(f"weight{i}", torch.tensor(w, dtype=torch.float32)[:, None],
+                                 persistent=False)
 
     def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        terms = [(s(est) - s(ref)).abs().mean() for s in self.scales]
+        terms = [((s(est) - s(ref)).abs() * getattr(self, f"weight{i}")).mean()
+                 for i, s in enumerate(self.scales)]
         return torch.stack(terms).mean()
 
 

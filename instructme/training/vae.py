@@ -63,6 +63,8 @@ class VAETrainConfig(Config):
     w_mel: float = 15.0
     w_stft: float = 1.0
     w_kl: float = 1e-4
+    #: Extra weight of the mel bands centred under 500 Hz in the mel loss (1 = none).
+    low_band_weight: float = 1.0
     w_adv: float = 1.0
     w_fm: float = 2.0
     disc_start: int = 2_000
@@ -100,13 +102,14 @@ class VAETrainConfig(Config):
 class ReconstructionLoss(nn.Module):
     """Multi-scale log-mel L1 + ``auraloss`` multi-resolution STFT. ``[B, 1, N]`` pairs."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, low_band_weight: float = 1.0) -> None:
         super().__init__()
         import auraloss
 
         from instructme.metrics.codec import MultiScaleMelDistance
 
-        self.mel = MultiScaleMelDistance(sample_rate, (256, 512, 1024, 2048), (40, 80, 80, 80))
+        self.mel = MultiScaleMelDistance(sample_rate, (256, 512, 1024, 2048), (40, 80, 80, 80),
+                                         low_weight=low_band_weight)
         self.stft = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[256, 512, 1024, 2048], hop_sizes=[64, 128, 256, 512],
             win_lengths=[256, 512, 1024, 2048])
@@ -240,7 +243,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
         for p in encoder_parameters(vae):
             p.requires_grad_(False)
     disc = Discriminator(disc_cfg)
-    recon_loss = ReconstructionLoss(vae_cfg.sample_rate)
+    recon_loss = ReconstructionLoss(vae_cfg.sample_rate, cfg.low_band_weight)
     opt_g = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr,
                               betas=cfg.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
