@@ -109,6 +109,12 @@ def test_kl_and_adversarial_terms_change_gradients() -> None:
                      adversarial=True)
     for name, g in (("kl", g_kl), ("adv", g_adv), ("fm", g_fm)):
         assert (g - g0).abs().max() > 1e-7, f"{name} does not reach the generator's gradients"
+    # --low-band-weight reaches the mel loss: heavier bass bands, a larger loss on bass error.
+    t = torch.arange(4096) / SR
+    bass = (0.3 * torch.sin(2 * torch.pi * 110 * t))[None, None]
+    plain, heavy = ReconstructionLoss(SR), ReconstructionLoss(SR, low_band_weight=3.0)
+    silent = torch.zeros_like(bass)
+    assert float(heavy(silent, bass)[0]) > 1.5 * float(plain(silent, bass)[0])
     # Before disc_start the discriminator is not used at all.
     _, terms_pre = _grads(vae, disc, x, base, adversarial=False)
     assert "adv" not in terms_pre
@@ -171,6 +177,12 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().err.startswith("error: ")
     assert main(["eval", "vae", "--model", str(tmp_path / "none")]) == 2
     assert "error: " in capsys.readouterr().err
+    tmp_path.joinpath("data").mkdir()
+    for flag, value, msg in (("--low-band-weight", "0", "--low-band-weight must be positive"),
+                             ("--snapshot-every", "0", "--snapshot-every must be at least 1")):
+        assert main(["train", "vae", "--data", str(tmp_path / "data"), "--out",
+                     str(tmp_path / "o"), flag, value]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {msg}"
 
 
 def test_real_recordings_are_cut_into_clips(tmp_path: Path) -> None:

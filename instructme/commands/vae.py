@@ -37,6 +37,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and overrides:
         raise InstructMEError("--resume keeps the run's settings; only --steps and "
                               "--decay-steps may change")
+    if args.low_band_weight is not None and args.low_band_weight <= 0:
+        raise InstructMEError("--low-band-weight must be positive")
+    if args.snapshot_every is not None and args.snapshot_every < 1:
+        raise InstructMEError("--snapshot-every must be at least 1")
     if args.decay_steps is not None and args.decay_steps < 0:
         raise InstructMEError("--decay-steps must be at least 0")
     train_vae(data, args.out, preset=args.preset, steps=args.steps, resume=args.resume,

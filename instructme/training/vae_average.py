@@ -2,8 +2,8 @@
 
 The trainer already keeps an EMA of the generator (decay 0.999: a horizon of ~1,000 steps),
 but with a discriminator in the loop the EMA weights still wander from snapshot to snapshot:
-in ``vae-medium``'s continuation the held-out mel distance of the snapshots at 250 / 500 /
-750 / 1,000 steps went 0.161 -> 0.163 -> 0.164 with no trend. A uniform average of the
+in ``vae-medium``'s continuation the held-out mel distance of the snapshots at 500 / 750 /
+1,000 steps went 0.161 -> 0.163 -> 0.164 with no trend. A uniform average of the
 snapshots (checkpoint averaging, as in stochastic weight averaging, Izmailov et al. 2018) is
 a longer-horizon average that lands where the best snapshot was, without picking a snapshot
 by its score on held-out data (``models/vae-medium/README.md``).
