@@ -74,8 +74,8 @@ class LowBandPhaseDistance(nn.Module):
 def bass_phase_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
     """:class:`LowBandPhaseDistance` of ``est`` against ``ref`` (``[N]`` arrays; lower is
     better, 0 = same phase advance in every sounding bin under 500 Hz)."""
-    n = min(len(ref), len(est))
-    r = torch.as_tensor(np.asarray(ref[:n], dtype=np.float32))[None]
-    e = torch.as_tensor(np.asarray(est[:n], dtype=np.float32))[None]
+    from instructme.metrics.codec import _pair
+
+    r, e = _pair(ref, est)
     with torch.no_grad():
         return float(LowBandPhaseDistance(sample_rate)(e, r))

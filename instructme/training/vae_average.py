@@ -28,11 +28,11 @@ from instructme.models.vae import AudioVAE
 
 def average_vaes(snapshots: Sequence[str | Path], out: str | Path,
                  data_dir: str | Path | None = None, fp16: bool = False,
-                 scale_clips: int = 32, seed: int = 0) -> AudioVAE:
+                 seed: int = 0) -> AudioVAE:
     """Average the weights of ``snapshots`` (VAE folders) into a new folder ``out``.
 
     ``scaling_factor``: with ``data_dir``, re-measured as the trainer does (``1 / std`` of
-    the latent means of ``scale_clips`` training crops of 1.024 s, half mixes, drawn with
+    the latent means of :class:`VAETrainConfig`'s ``scale_clips`` training crops, drawn with
     ``seed + 1``); without, the mean of the snapshots' factors (exact for snapshots of a
     frozen-encoder run, whose encoder and factor never change).
     """
@@ -52,12 +52,14 @@ def average_vaes(snapshots: Sequence[str | Path], out: str | Path,
     extra: dict = {"averaged_from": [str(s) for s in snapshots],
                    "steps": [read_config(s).get("_extra", {}).get("step") for s in snapshots]}
     if data_dir is not None:
+        from instructme.training.vae import VAETrainConfig
         from instructme.training.vae_data import CropSampler, load_split
 
+        cfg = VAETrainConfig()
         songs = load_split(data_dir, "train", vae.config.sample_rate)
-        segment = int(round(1.024 * vae.config.sample_rate))
-        batch = torch.from_numpy(CropSampler(songs, segment, 0.5, seed=seed + 1)
-                                 .batch(scale_clips))[:, None]
+        segment = int(round(cfg.segment_seconds * vae.config.sample_rate))
+        batch = torch.from_numpy(CropSampler(songs, segment, cfg.p_mix, seed=seed + 1)
+                                 .batch(cfg.scale_clips))[:, None]
         with torch.no_grad():
             mean, _ = vae.encode(batch)
         std = float(mean.std())
