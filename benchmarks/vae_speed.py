@@ -1,8 +1,7 @@
 """Audio VAE speed on this CPU: encode+decode throughput (x real time) per preset and thread
 count, and peak memory for a 5-minute input in one pass. Prints numbers; asserts nothing.
 
-    .venv/bin/python benchmarks/vae_speed.py [--presets tiny small medium medium-lf large] \
-        [--threads 1 2]
+    .venv/bin/python benchmarks/vae_speed.py [--presets tiny small medium large] [--threads 1 2]
 
 Weights are random (speed does not depend on them). Each measurement runs in a fresh
 subprocess so that peak RSS belongs to that measurement alone.
@@ -49,8 +48,7 @@ def measure(preset: str, threads: int, seconds: float, repeats: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+",
-                    default=["tiny", "small", "medium", "medium-lf", "large"])
+    ap.add_argument("--presets", nargs="+", default=["tiny", "small", "medium", "large"])
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--seconds", type=float, default=30.0, help="clip length for throughput")
     ap.add_argument("--repeats", type=int, default=3)

@@ -10,14 +10,6 @@ latent diffusion. This module is that autoencoder, built for speed on CPU (see D
 - **Decoder** (Vocos-style, Siuzdenko 2023): ConvNeXt blocks at the latent rate -> transposed
   conv up to the STFT frame rate -> ConvNeXt blocks -> a head that predicts log-magnitude and
   phase per bin -> ``torch.istft``. No waveform up-sampler, no separate vocoder.
-- **Low-band head** (optional, ``low_n_fft > 0``): a 512-point STFT has 31 Hz bins and 32 ms
-  frames; bass partials closer than that share a bin, and their phases must stay coherent over
-  many frames, which a per-frame head draws badly. A second head on the same frame features
-  draws the bass with a *longer* synthesis STFT (``low_n_fft`` points, 7.8 Hz bins at 2048, same
-  hop). The two are a crossover, not a sum: below ``low_from_hz`` only the long STFT sounds,
-  above ``low_to_hz`` only the main one, with raised-cosine weights in between, so the bass
-  cannot stay with the short head (a free-to-use additive head grown onto a trained decoder was
-  never switched on by training).
 
 Every layer is local (depthwise convolutions, per-frame LayerNorm), so the model is fully
 convolutional: any length in, the same length out (padded internally to a multiple of
@@ -64,10 +56,6 @@ class VAEConfig(Config):
     #: decoder buys fidelity without touching it (``medium``; see ``vae_grow``).
     dec_frame_dim: int | None = None
     dec_frame_blocks: int | None = None
-    #: Low-band head: synthesis STFT size (0: none) and its crossover band with the main head.
-    low_n_fft: int = 0
-    low_from_hz: float = 250.0
-    low_to_hz: float = 500.0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # Tests: a few thousand parameters, milliseconds per call.
@@ -78,9 +66,6 @@ class VAEConfig(Config):
         # ``small``'s encoder and latent space with a decoder twice as wide and twice as deep
         # at the STFT frame rate, where the spectrum is drawn (grown from ``small``).
         "medium": dict(dec_frame_dim=256, dec_frame_blocks=4),
-        # ``medium`` whose bass (under 250 Hz, crossing over up to 500 Hz) is drawn by a
-        # 2048-point synthesis STFT (grown from ``medium``).
-        "medium-lf": dict(dec_frame_dim=256, dec_frame_blocks=4, low_n_fft=2048),
         # GPU: wider and deeper, same latent layout as ``small``.
         "large": dict(frame_dim=256, frame_blocks=3, latent_dim=512, latent_blocks=8,
                       mlp_ratio=4),
@@ -91,11 +76,6 @@ class VAEConfig(Config):
             raise ValueError(f"stft_hop {self.stft_hop} must divide hop_length {self.hop_length}")
         if self.n_fft < self.stft_hop or self.n_fft % 2:
             raise ValueError("n_fft must be even and at least stft_hop")
-        if self.low_n_fft and (self.low_n_fft <= self.n_fft or self.low_n_fft % 2):
-            raise ValueError(f"low_n_fft {self.low_n_fft} must be 0, or even and > n_fft")
-        if self.low_n_fft and not 0 <= self.low_from_hz < self.low_to_hz <= self.sample_rate / 2:
-            raise ValueError(f"low-band crossover {self.low_from_hz:g}-{self.low_to_hz:g} Hz "
-                             "must be increasing and under Nyquist")
 
     @property
     def decoder_frame_dim(self) -> int:
@@ -104,22 +84,6 @@ class VAEConfig(Config):
     @property
     def decoder_frame_blocks(self) -> int:
         return self.frame_blocks if self.dec_frame_blocks is None else self.dec_frame_blocks
-
-    @property
-    def low_bins(self) -> int:
-        """Bins of the low-band head: 0 Hz up to ``low_to_hz`` (0 without the head)."""
-        if not self.low_n_fft:
-            return 0
-        return min(self.low_n_fft // 2 + 1,
-                   int(self.low_to_hz * self.low_n_fft / self.sample_rate) + 1)
-
-    def crossover(self, n_fft: int, bins: int) -> torch.Tensor:
-        """Weight of the *main* head at the first ``bins`` bins of an ``n_fft``-point STFT:
-        0 up to ``low_from_hz``, 1 from ``low_to_hz``, raised cosine between; ``[bins, 1]``.
-        The low-band head's weight is one minus this."""
-        f = torch.arange(bins, dtype=torch.float32) * self.sample_rate / n_fft
-        a = ((f - self.low_from_hz) / (self.low_to_hz - self.low_from_hz)).clamp(0.0, 1.0)
-        return torch.sin(0.5 * torch.pi * a).square()[:, None]
 
     @property
     def upsample(self) -> int:
@@ -196,12 +160,6 @@ class AudioVAE(nn.Module):
         self.dec_frame = _stack(d, c.decoder_frame_blocks, c)
         self.dec_norm = nn.LayerNorm(d, eps=1e-6)
         self.head = nn.Linear(d, 2 * bins)
-        if c.low_n_fft:  # [B, T*u, D] -> [B, T*u, 2 * low_bins], crossing over with ``head``
-            self.register_buffer("main_weight", c.crossover(c.n_fft, bins), persistent=False)
-            self.register_buffer("low_weight", 1.0 - c.crossover(c.low_n_fft, c.low_bins),
-                                 persistent=False)
-            self.register_buffer("low_window", torch.hann_window(c.low_n_fft), persistent=False)
-            self.low_head = nn.Linear(d, 2 * c.low_bins)
 
     # ------------------------------------------------------------------ shapes
     @staticmethod
@@ -247,32 +205,17 @@ class AudioVAE(nn.Module):
         c = self.config
         h = self.dec_latent(self.dec_in(z))
         h = self.dec_frame(self.dec_up(h))  # [B, D, T*u]
-        h = self.dec_norm(h.transpose(1, 2))  # [B, T*u, D]
+        h = self.head(self.dec_norm(h.transpose(1, 2))).transpose(1, 2)  # [B, 2*bins, T*u]
+        logmag, phase = h.chunk(2, dim=1)
+        mag = torch.exp(logmag.clamp(max=7.0))
+        spec = torch.polar(mag, phase)
+        # center=True frames sit at k * stft_hop; one more frame covers the last samples.
+        spec = torch.cat([spec, spec[..., -1:]], dim=-1)
         n = z.shape[-1] * c.hop_length
-        if not c.low_n_fft:
-            y = self._synthesise(self.head(h), c.n_fft, self.window, n)
-        else:
-            y = self._synthesise(self.head(h), c.n_fft, self.window, n, self.main_weight)
-            y = y + self._synthesise(self.low_head(h), c.low_n_fft, self.low_window, n,
-                                     self.low_weight)
+        y = torch.istft(spec, c.n_fft, c.stft_hop, window=self.window, center=True, length=n)
         if length is not None:
             y = y[..., :length] if length <= n else F.pad(y, (0, length - n))
         return y[:, None]
-
-    def _synthesise(self, h: torch.Tensor, n_fft: int, window: torch.Tensor, n: int,
-                    weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Head output ``h: [B, F, 2K]`` (log-magnitude, phase of the lowest ``K`` bins) ->
-        waveform ``[B, n]`` by an ``n_fft``-point iSTFT at hop ``stft_hop`` (bins above ``K``
-        are zero; ``weight: [K, 1]`` scales the bins)."""
-        logmag, phase = h.transpose(1, 2).chunk(2, dim=1)  # [B, K, F] each
-        spec = torch.polar(torch.exp(logmag.clamp(max=7.0)), phase)
-        if weight is not None:
-            spec = spec * weight
-        spec = F.pad(spec, (0, 0, 0, n_fft // 2 + 1 - spec.shape[1]))
-        # center=True frames sit at k * stft_hop; one more frame covers the last samples.
-        spec = torch.cat([spec, spec[..., -1:]], dim=-1)
-        return torch.istft(spec, n_fft, self.config.stft_hop, window=window, center=True,
-                           length=n)
 
     # ------------------------------------------------------------------ training
     def forward(self, x: torch.Tensor, sample: bool = True

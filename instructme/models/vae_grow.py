@@ -15,12 +15,6 @@ blocks), so fine-tuning resumes from the trained model's quality instead of from
   different gradients, so they do not stay identical during training.
 - **Deeper** frame stage: extra ConvNeXt blocks after the grown ones, with layer scale
   ``gamma = 0`` (identity at start; they switch on as training moves ``gamma``).
-- **Low-band head** added (``low_n_fft``, a crossover that takes the bass away from the main
-  head): the output cannot stay the same, but it starts close. Each long-STFT bin's weights
-  are the main head's weights interpolated to its frequency (a short frame's spectrum sampled
-  more finely is the spectrum of that frame zero-padded), with two bias corrections: the phase
-  of the short frame's centre inside the long frame, and the ratio of the windows' overlap-add
-  gains (``low_n_fft / n_fft``) in the log-magnitude. See :func:`low_head_from_main`.
 
 The encoder, the latent-rate decoder blocks and ``scaling_factor`` are copied unchanged.
 """
@@ -28,7 +22,6 @@ The encoder, the latent-rate decoder blocks and ``scaling_factor`` are copied un
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
@@ -49,9 +42,6 @@ def can_grow(src: VAEConfig, dst: VAEConfig) -> str | None:
     d_src, d_dst = src.decoder_frame_dim, dst.decoder_frame_dim
     if d_dst % d_src:
         return f"decoder width {d_dst} is not a multiple of {d_src}"
-    if src.low_n_fft and (src.low_n_fft, src.low_from_hz, src.low_to_hz) != (
-            dst.low_n_fft, dst.low_from_hz, dst.low_to_hz):
-        return "the low-band head differs (it can be added, not changed or dropped)"
     if dst.decoder_frame_blocks < src.decoder_frame_blocks:
         return (f"decoder has fewer frame blocks ({dst.decoder_frame_blocks} < "
                 f"{src.decoder_frame_blocks})")
@@ -75,37 +65,6 @@ def _split(w: torch.Tensor, r: int, noise: float, gen: torch.Generator) -> torch
     return torch.cat(parts, dim=1)
 
 
-def low_head_from_main(weight: torch.Tensor, bias: torch.Tensor, config: VAEConfig
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Main head ``weight: [2 * bins, D]``, ``bias: [2 * bins]`` -> a low-band head's
-    ``([2 * low_bins, D], [2 * low_bins])`` drawing about the same bass (see module docstring).
-
-    Row ``j`` of the long STFT (frequency ``j * sr / low_n_fft``) linearly interpolates the main
-    rows at fractional bin ``j * n_fft / low_n_fft``, for log-magnitude and phase alike; the
-    phase bias adds ``-2 pi j s / low_n_fft`` (the short frame starts ``s = (low_n_fft -
-    n_fft) / 2`` samples into the centred long one) and the log-magnitude bias
-    ``log(low_n_fft / n_fft)`` (the iSTFT divides by a window overlap sum that many times
-    larger, the frame's samples being about the same)."""
-    c = config
-    bins, k = c.n_fft // 2 + 1, c.low_bins
-    pos = torch.arange(k, dtype=torch.float64) * c.n_fft / c.low_n_fft
-    lo = pos.floor().long().clamp(max=bins - 2)
-    a = (pos - lo).to(weight.dtype)
-
-    def interp(rows: torch.Tensor) -> torch.Tensor:
-        return rows[lo] * (1 - a).view(-1, *[1] * (rows.dim() - 1)) + \
-            rows[lo + 1] * a.view(-1, *[1] * (rows.dim() - 1))
-
-    w_mag, w_phase = weight[:bins], weight[bins:]
-    b_mag, b_phase = bias[:bins], bias[bins:]
-    shift = (c.low_n_fft - c.n_fft) / 2
-    j = torch.arange(k, dtype=bias.dtype)
-    new_w = torch.cat([interp(w_mag), interp(w_phase)])
-    new_b = torch.cat([interp(b_mag) + math.log(c.low_n_fft / c.n_fft),
-                       interp(b_phase) - 2 * math.pi * j * shift / c.low_n_fft])
-    return new_w, new_b
-
-
 @torch.no_grad()
 def grow_vae(src: AudioVAE, config: VAEConfig, noise: float = 0.01, seed: int = 0) -> AudioVAE:
     """A new :class:`AudioVAE` with ``config`` that computes what ``src`` computes.
@@ -125,7 +84,7 @@ def grow_vae(src: AudioVAE, config: VAEConfig, noise: float = 0.01, seed: int = 
     s_sd, d_sd = src.state_dict(), dst.state_dict()
     out: dict[str, torch.Tensor] = {}
     for k in d_sd:
-        if not k.startswith(("dec_up.1.", "dec_frame.", "dec_norm.", "head.", "low_head.")):
+        if not k.startswith(("dec_up.1.", "dec_frame.", "dec_norm.", "head.")):
             out[k] = s_sd[k].clone()  # encoder and latent-rate decoder: unchanged
     # Transposed conv up to the frame rate: weight [latent_dim, frame_dim, k] -> repeat outputs.
     out["dec_up.1.weight"] = _repeat(s_sd["dec_up.1.weight"], r, 1)
@@ -151,11 +110,5 @@ def grow_vae(src: AudioVAE, config: VAEConfig, noise: float = 0.01, seed: int = 
     out["dec_norm.bias"] = _repeat(s_sd["dec_norm.bias"], r, 0)
     out["head.weight"] = _split(s_sd["head.weight"], r, noise, gen)
     out["head.bias"] = s_sd["head.bias"].clone()
-    if config.low_n_fft and src.config.low_n_fft:  # kept (split like the main head)
-        out["low_head.weight"] = _split(s_sd["low_head.weight"], r, noise, gen)
-        out["low_head.bias"] = s_sd["low_head.bias"].clone()
-    elif config.low_n_fft:  # added: interpolated from the (grown) main head
-        out["low_head.weight"], out["low_head.bias"] = low_head_from_main(
-            out["head.weight"], out["head.bias"], config)
     dst.load_state_dict(out)
     return dst
