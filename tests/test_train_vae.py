@@ -163,6 +163,11 @@ def test_cli_train_and_eval(dataset: Path, tmp_path: Path, capsys) -> None:
         per_clip = r["sets"]["test mixes"][codec]["mel_per_clip"]
         assert len(per_clip) == 1 and r["sets"]["test mixes"][codec]["mel_median"] == per_clip[0]
     assert r["latent"]["values_per_s"] == pytest.approx(8 * SR / 256)
+    assert "held tones in tune" in printed and "| A1 |" in printed
+    for codec in ("vae", "opus12"):
+        assert 0.0 <= r["held_tones"][codec]["in_tune"] <= 1.0
+        assert len(r["held_tones"][codec]["per_note"]) == 9
+    assert r["held_tones"]["opus24"]["in_tune"] > 0.8  # a faithful codec keeps held notes
     # by default the packaged real recordings join in: music21's instrument, stempeg's band
     r = evaluate_vae(out, None, clips=1, seconds=1.0, quiet=True)
     assert len(r["sets"]["real recordings"]["clips"]) == 2

@@ -21,6 +21,7 @@ from instructme.checkpoint import load_model
 from instructme.errors import AudioError
 from instructme.fileio import atomic_write_json
 from instructme.metrics.codec import codec_metrics, mel_distance_by_band, opus_roundtrip
+from instructme.metrics.tones import held_tone_scores, note_name
 from instructme.models.vae import AudioVAE
 from instructme.training.vae_data import file_clips, fixed_clips, load_split
 
@@ -143,6 +144,14 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
                for c, rs in per_codec.items()},
         }
     bar.close()
+
+    def vae_codec(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return vae(torch.from_numpy(x)[None], sample=False)[0][0, 0].numpy()
+
+    held_tones = {"vae": held_tone_scores(vae_codec, sr)}
+    for k in bitrates:
+        held_tones[f"opus{k}"] = held_tone_scores(lambda x, k=k: opus_roundtrip(x, sr, k), sr)
     values_per_s = cfg.latent_channels * cfg.latent_rate
     report = {
         "model": str(model_dir),
@@ -156,6 +165,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
                    "kbps_at_float16": values_per_s * 16 / 1000},
         "vae_x_realtime": audio_seconds / max(vae_seconds, 1e-9),
         "sets": results,
+        "held_tones": held_tones,
     }
     if out_json is not None:
         atomic_write_json(out_json, report)
@@ -195,4 +205,15 @@ def format_report(report: dict[str, Any], codecs: list[str]) -> str:
         for c in codecs:
             lines.append(f"| {c} | " + " | ".join(f"{r[c]['mel_by_band'][b]:.3f}"
                                                    for b in bands) + " |")
+    if "held_tones" in report:
+        tones = report["held_tones"]
+        notes = list(tones[codecs[0]]["per_note"])
+        lines += ["", "**held tones in tune** (fraction of a held harmonic tone's energy within "
+                  "a quarter tone of its partials; higher is better, 1 = in tune)", "",
+                  "| codec | mean | " + " | ".join(note_name(int(n)) for n in notes) + " |",
+                  "|---" * (len(notes) + 2) + "|"]
+        for c in codecs:
+            per = tones[c]["per_note"]
+            lines.append(f"| {c} | {tones[c]['in_tune']:.2f} | "
+                         + " | ".join(f"{per[n]:.2f}" for n in notes) + " |")
     return "\n".join(lines)
