@@ -84,8 +84,7 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     t = train_sub.add_parser("vae", help="train the audio VAE (latent space of the editor)")
     t.add_argument("--data", required=True, help="dataset folder written by 'data build'")
     t.add_argument("--out", required=True, help="run folder; also a loadable model folder")
-    t.add_argument("--preset", choices=["tiny", "small", "medium", "medium-pi", "large"],
-                   default=None,
+    t.add_argument("--preset", choices=["tiny", "small", "medium", "large"], default=None,
                    help="model and training preset (default: small; with --init: the init's "
                         "model, or, if given, a wider decoder grown from it, e.g. medium)")
     t.add_argument("--steps", type=int, default=None, help="total steps (default: preset's)")

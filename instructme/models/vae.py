@@ -10,14 +10,6 @@ latent diffusion. This module is that autoencoder, built for speed on CPU (see D
 - **Decoder** (Vocos-style, Siuzdenko 2023): ConvNeXt blocks at the latent rate -> transposed
   conv up to the STFT frame rate -> ConvNeXt blocks -> a head that predicts log-magnitude and
   phase per bin -> ``torch.istft``. No waveform up-sampler, no separate vocoder.
-- **Phase increments** (``phase_increments``): a convolutional decoder fed a constant latent
-  (a held note: the encoder sees STFT magnitudes, which do not move) outputs the same thing in
-  every latent frame, so its audio repeats every ``hop_length`` samples and can only hold
-  multiples of ``sample_rate / hop_length`` (31.25 Hz): a held 110 Hz tone came out at 62.5,
-  93.75 and 125 Hz, none at 110. The head therefore also predicts, per bin and STFT frame, a
-  phase *increment*, summed over frames and added to the predicted phase: a constant increment
-  is a constant frequency offset from that grid, so held notes keep their pitch. The
-  increments start at zero (grown onto a trained decoder, the output is unchanged).
 
 Every layer is local (depthwise convolutions, per-frame LayerNorm), so the model is fully
 convolutional: any length in, the same length out (padded internally to a multiple of
@@ -64,9 +56,6 @@ class VAEConfig(Config):
     #: decoder buys fidelity without touching it (``medium``; see ``vae_grow``).
     dec_frame_dim: int | None = None
     dec_frame_blocks: int | None = None
-    #: Phase = predicted phase + running sum of predicted per-frame increments (see module
-    #: docstring); False: the predicted phase alone.
-    phase_increments: bool = False
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # Tests: a few thousand parameters, milliseconds per call.
@@ -77,8 +66,6 @@ class VAEConfig(Config):
         # ``small``'s encoder and latent space with a decoder twice as wide and twice as deep
         # at the STFT frame rate, where the spectrum is drawn (grown from ``small``).
         "medium": dict(dec_frame_dim=256, dec_frame_blocks=4),
-        # ``medium`` whose head also draws phase increments (grown from ``medium``).
-        "medium-pi": dict(dec_frame_dim=256, dec_frame_blocks=4, phase_increments=True),
         # GPU: wider and deeper, same latent layout as ``small``.
         "large": dict(frame_dim=256, frame_blocks=3, latent_dim=512, latent_blocks=8,
                       mlp_ratio=4),
@@ -163,7 +150,7 @@ class AudioVAE(nn.Module):
         self.enc_latent = _stack(c.latent_dim, c.latent_blocks, c)
         self.enc_out = nn.Sequential(ChannelNorm(c.latent_dim, eps=1e-6),
                                      nn.Conv1d(c.latent_dim, 2 * c.latent_channels, 1))
-        # Decoder: [B, C, T] -> [B, 2 or 3 x bins, T*u] (log-magnitude, phase[, increment]).
+        # Decoder: [B, C, T] -> [B, n_fft + 2, T*u] (log-magnitude, phase).
         self.dec_in = nn.Conv1d(c.latent_channels, c.latent_dim, k, padding=k // 2)
         self.dec_latent = _stack(c.latent_dim, c.latent_blocks, c)
         d = c.decoder_frame_dim
@@ -172,7 +159,7 @@ class AudioVAE(nn.Module):
                                                        stride=c.upsample))
         self.dec_frame = _stack(d, c.decoder_frame_blocks, c)
         self.dec_norm = nn.LayerNorm(d, eps=1e-6)
-        self.head = nn.Linear(d, (3 if c.phase_increments else 2) * bins)
+        self.head = nn.Linear(d, 2 * bins)
 
     # ------------------------------------------------------------------ shapes
     @staticmethod
@@ -218,14 +205,8 @@ class AudioVAE(nn.Module):
         c = self.config
         h = self.dec_latent(self.dec_in(z))
         h = self.dec_frame(self.dec_up(h))  # [B, D, T*u]
-        h = self.head(self.dec_norm(h.transpose(1, 2))).transpose(1, 2)  # [B, 2|3*bins, T*u]
-        if c.phase_increments:
-            logmag, phase, step = h.chunk(3, dim=1)
-            # float64 and wrapped: a 5-minute song sums ~37,500 frames of increments.
-            phase = phase + torch.cumsum(step.double(), dim=-1).remainder(2 * torch.pi).to(
-                phase.dtype)
-        else:
-            logmag, phase = h.chunk(2, dim=1)
+        h = self.head(self.dec_norm(h.transpose(1, 2))).transpose(1, 2)  # [B, 2*bins, T*u]
+        logmag, phase = h.chunk(2, dim=1)
         mag = torch.exp(logmag.clamp(max=7.0))
         spec = torch.polar(mag, phase)
         # center=True frames sit at k * stft_hop; one more frame covers the last samples.

@@ -15,8 +15,6 @@ blocks), so fine-tuning resumes from the trained model's quality instead of from
   different gradients, so they do not stay identical during training.
 - **Deeper** frame stage: extra ConvNeXt blocks after the grown ones, with layer scale
   ``gamma = 0`` (identity at start; they switch on as training moves ``gamma``).
-- **Phase increments** added (``phase_increments``): the head's new increment outputs get zero
-  weights and biases, so the phase, and the audio, are unchanged at start.
 
 The encoder, the latent-rate decoder blocks and ``scaling_factor`` are copied unchanged.
 """
@@ -26,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 
 from instructme.errors import CheckpointError
 from instructme.models.vae import AudioVAE, VAEConfig
@@ -45,8 +42,6 @@ def can_grow(src: VAEConfig, dst: VAEConfig) -> str | None:
     d_src, d_dst = src.decoder_frame_dim, dst.decoder_frame_dim
     if d_dst % d_src:
         return f"decoder width {d_dst} is not a multiple of {d_src}"
-    if src.phase_increments and not dst.phase_increments:
-        return "the decoder draws phase increments (they can be added, not dropped)"
     if dst.decoder_frame_blocks < src.decoder_frame_blocks:
         return (f"decoder has fewer frame blocks ({dst.decoder_frame_blocks} < "
                 f"{src.decoder_frame_blocks})")
@@ -115,9 +110,5 @@ def grow_vae(src: AudioVAE, config: VAEConfig, noise: float = 0.01, seed: int = 
     out["dec_norm.bias"] = _repeat(s_sd["dec_norm.bias"], r, 0)
     out["head.weight"] = _split(s_sd["head.weight"], r, noise, gen)
     out["head.bias"] = s_sd["head.bias"].clone()
-    if config.phase_increments and not src.config.phase_increments:  # increments start at 0
-        bins = config.n_fft // 2 + 1
-        out["head.weight"] = F.pad(out["head.weight"], (0, 0, 0, bins))
-        out["head.bias"] = F.pad(out["head.bias"], (0, bins))
     dst.load_state_dict(out)
     return dst

@@ -94,7 +94,6 @@ class VAETrainConfig(Config):
                      scale_clips=2),
         "small": dict(),
         "medium": dict(),
-        "medium-pi": dict(),
         "large": dict(steps=400_000, batch_size=32, segment_seconds=2.048, disc_start=20_000,
                       ema_decay=0.9999, save_every=5_000, sample_every=10_000, val_clips=8),
     }
