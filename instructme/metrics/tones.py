@@ -22,19 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pretty_midi
 
 #: MIDI notes A1, E2, A2, E3, A3, E4, A4, E5, A5 (55-880 Hz).
 HELD_TONE_NOTES: tuple[int, ...] = (33, 40, 45, 52, 57, 64, 69, 76, 81)
-
-
-def midi_to_hz(note: float) -> float:
-    return 440.0 * 2.0 ** ((note - 69) / 12)
-
-
-def note_name(note: int) -> str:
-    """MIDI note -> scientific pitch name (``33 -> "A1"``)."""
-    return ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")[note % 12] + \
-        str(note // 12 - 1)
 
 
 def harmonic_tone(f0: float, seconds: float, sample_rate: int, partials: int = 6,
@@ -79,7 +70,7 @@ def held_tone_scores(codec: Callable[[np.ndarray], np.ndarray], sample_rate: int
     ``{"in_tune": mean fraction, "per_note": {midi note: fraction}}``."""
     per_note = {}
     for note in notes:
-        f0 = midi_to_hz(note)
+        f0 = float(pretty_midi.note_number_to_hz(note))
         per_note[int(note)] = in_tune_fraction(codec(harmonic_tone(f0, seconds, sample_rate)),
                                                f0, sample_rate)
     return {"in_tune": float(np.mean(list(per_note.values()))), "per_note": per_note}

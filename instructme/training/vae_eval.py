@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pretty_midi
 import torch
 
 from instructme.audio import load
@@ -21,7 +22,7 @@ from instructme.checkpoint import load_model
 from instructme.errors import AudioError
 from instructme.fileio import atomic_write_json
 from instructme.metrics.codec import codec_metrics, mel_distance_by_band, opus_roundtrip
-from instructme.metrics.tones import held_tone_scores, note_name
+from instructme.metrics.tones import held_tone_scores
 from instructme.models.vae import AudioVAE
 from instructme.training.vae_data import file_clips, fixed_clips, load_split
 
@@ -208,9 +209,10 @@ def format_report(report: dict[str, Any], codecs: list[str]) -> str:
     if "held_tones" in report:
         tones = report["held_tones"]
         notes = list(tones[codecs[0]]["per_note"])
+        names = [pretty_midi.note_number_to_name(int(n)) for n in notes]
         lines += ["", "**held tones in tune** (fraction of a held harmonic tone's energy within "
                   "a quarter tone of its partials; higher is better, 1 = in tune)", "",
-                  "| codec | mean | " + " | ".join(note_name(int(n)) for n in notes) + " |",
+                  "| codec | mean | " + " | ".join(names) + " |",
                   "|---" * (len(notes) + 2) + "|"]
         for c in codecs:
             per = tones[c]["per_note"]
