@@ -4,7 +4,8 @@ DESIGN "Fidelity budget": the latent space InstructME edits in (arXiv 2308.14360
 must be much better than Opus 12 kbps on the multi-scale log-mel distance (aim: Opus 24 kbps).
 This runs the VAE (latent means, one pass per clip) and Opus on the same clips — held-out test
 mixes and stems of a dataset folder, plus real recordings — and reports multi-scale mel
-distance, multi-resolution STFT distance and SI-SDR side by side (Markdown) and as JSON.
+distance, multi-resolution STFT distance and SI-SDR side by side (Markdown) and as JSON, plus
+how well each codec keeps held notes at their pitch (:mod:`instructme.metrics.tones`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,12 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
     from tqdm import tqdm
 
     codecs = ["vae"] + [f"opus{k}" for k in bitrates]
+
+    def vae_codec(x: np.ndarray) -> np.ndarray:
+        """One round trip through the VAE (latent means): ``[N] -> [N]``."""
+        with torch.inference_mode():
+            return vae(torch.from_numpy(x)[None], sample=False)[0][0, 0].numpy()
+
     results: dict[str, Any] = {}
     vae_seconds = audio_seconds = 0.0
     bar = tqdm(total=sum(len(v) for v in sets.values()), desc="scoring clips", unit="clip",
@@ -125,8 +132,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
         per_codec: dict[str, list[dict[str, float]]] = {c: [] for c in codecs}
         for _name, x in items:
             t0 = time.perf_counter()
-            with torch.inference_mode():
-                y = vae(torch.from_numpy(x)[None], sample=False)[0][0, 0].numpy()
+            y = vae_codec(x)
             vae_seconds += time.perf_counter() - t0
             audio_seconds += len(x) / sr
             outputs = {"vae": y, **{f"opus{k}": opus_roundtrip(x, sr, k) for k in bitrates}}
@@ -145,11 +151,6 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
                for c, rs in per_codec.items()},
         }
     bar.close()
-
-    def vae_codec(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return vae(torch.from_numpy(x)[None], sample=False)[0][0, 0].numpy()
-
     held_tones = {"vae": held_tone_scores(vae_codec, sr)}
     for k in bitrates:
         held_tones[f"opus{k}"] = held_tone_scores(lambda x, k=k: opus_roundtrip(x, sr, k), sr)
