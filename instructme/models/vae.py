@@ -27,6 +27,7 @@ from torch import nn
 
 from instructme.config import SAMPLE_RATE, Config
 from instructme.errors import AudioError
+from instructme.models.vae_sines import SineHead, SinePrediction, lowpass_gain, synthesize
 
 
 @dataclasses.dataclass
@@ -56,6 +57,14 @@ class VAEConfig(Config):
     #: decoder buys fidelity without touching it (``medium``; see ``vae_grow``).
     dec_frame_dim: int | None = None
     dec_frame_blocks: int | None = None
+    #: Sinusoidal low band (:mod:`~instructme.models.vae_sines`; 0 = off): oscillators for the
+    #: first ``sine_slots`` bins of an ``sine_n_fft``-point STFT draw the band below the
+    #: ``sine_crossover`` (Hz, raised-cosine crossover from the first to the second value) at
+    #: its own pitch; the encoder also reads that STFT's log-magnitudes there.
+    sine_slots: int = 0
+    sine_n_fft: int = 2048
+    sine_crossover: tuple[float, float] = (200.0, 350.0)
+    sine_blocks: int = 2
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # Tests: a few thousand parameters, milliseconds per call.
@@ -76,6 +85,12 @@ class VAEConfig(Config):
             raise ValueError(f"stft_hop {self.stft_hop} must divide hop_length {self.hop_length}")
         if self.n_fft < self.stft_hop or self.n_fft % 2:
             raise ValueError("n_fft must be even and at least stft_hop")
+        self.sine_crossover = tuple(float(f) for f in self.sine_crossover)  # type: ignore[assignment]
+        if self.sine_slots:
+            lo, hi = self.sine_crossover
+            if not 0 < lo < hi or self.sine_slots + 2 > self.sine_n_fft // 2 + 1:
+                raise ValueError("sine_crossover must be 0 < low < high and sine_slots fit "
+                                 "in sine_n_fft")
 
     @property
     def decoder_frame_dim(self) -> int:
@@ -160,6 +175,17 @@ class AudioVAE(nn.Module):
         self.dec_frame = _stack(d, c.decoder_frame_blocks, c)
         self.dec_norm = nn.LayerNorm(d, eps=1e-6)
         self.head = nn.Linear(d, 2 * bins)
+        if c.sine_slots:
+            # The encoder's fine view of the bass (zero-initialised: a grown model starts
+            # unchanged) and the decoder's oscillator bank (see ``vae_sines``).
+            self.enc_bass = nn.Conv1d(c.sine_slots, c.latent_dim, 3, padding=1)
+            nn.init.zeros_(self.enc_bass.weight)
+            nn.init.zeros_(self.enc_bass.bias)
+            self.sine_head = SineHead(c.latent_dim, c.sine_slots, c.sine_blocks, k,
+                                      c.mlp_ratio, ConvNeXtBlock)
+            freqs = torch.arange(bins) * c.sample_rate / c.n_fft
+            self.register_buffer("main_gain", 1.0 - lowpass_gain(freqs, *c.sine_crossover),
+                                 persistent=False)
 
     # ------------------------------------------------------------------ shapes
     @staticmethod
@@ -191,43 +217,69 @@ class AudioVAE(nn.Module):
         spec = torch.stft(x.float(), c.n_fft, c.stft_hop, window=self.window, center=True,
                           pad_mode="constant", return_complex=True)[..., : t * c.upsample]
         h = torch.log(spec.abs() + 1e-5)  # [B, bins, T*u]
-        h = self.enc_frame(self.enc_in(h))
-        h = self.enc_latent(self.enc_down(h))  # [B, D, T]
+        h = self.enc_down(self.enc_frame(self.enc_in(h)))  # [B, D, T]
+        if c.sine_slots:
+            h = h + self.enc_bass(self._bass_view(x, t))
+        h = self.enc_latent(h)
         mean, logvar = self.enc_out(h).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
+
+    def _bass_view(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """Padded audio ``[B, t * hop]`` -> log-magnitudes of the sine slots' bins ``[B, K, t]``
+        (the ``sine_n_fft``-point STFT of :func:`~instructme.models.vae_sines.analyze_peaks`)."""
+        c = self.config
+        x = x[:, c.hop_length // 2:]
+        win = torch.hann_window(c.sine_n_fft, device=x.device, dtype=x.dtype)
+        spec = torch.stft(x.float(), c.sine_n_fft, c.hop_length, window=win, center=True,
+                          pad_mode="constant", return_complex=True)[:, 1:c.sine_slots + 1, :t]
+        return torch.log(spec.abs() + 1e-5)
 
     # ------------------------------------------------------------------ decoder
     def decode(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Latents ``z: [B, C, T']`` (unscaled) -> audio ``[B, 1, length or T' * hop]``."""
+        return self.decode_parts(z, length)[0]
+
+    def decode_parts(self, z: torch.Tensor, length: int | None = None
+                     ) -> tuple[torch.Tensor, SinePrediction | None]:
+        """:meth:`decode`, plus the sine head's prediction (None without a sine band)."""
         if z.dim() != 3 or z.shape[1] != self.config.latent_channels:
             raise AudioError(f"expected latents [B, {self.config.latent_channels}, T], "
                              f"got {tuple(z.shape)}")
         c = self.config
-        h = self.dec_latent(self.dec_in(z))
-        h = self.dec_frame(self.dec_up(h))  # [B, D, T*u]
+        h_lat = self.dec_latent(self.dec_in(z))  # [B, D, T]
+        h = self.dec_frame(self.dec_up(h_lat))  # [B, D, T*u]
         h = self.head(self.dec_norm(h.transpose(1, 2))).transpose(1, 2)  # [B, 2*bins, T*u]
         logmag, phase = h.chunk(2, dim=1)
         mag = torch.exp(logmag.clamp(max=7.0))
+        if c.sine_slots:
+            mag = mag * self.main_gain[:, None]
         spec = torch.polar(mag, phase)
         # center=True frames sit at k * stft_hop; one more frame covers the last samples.
         spec = torch.cat([spec, spec[..., -1:]], dim=-1)
         n = z.shape[-1] * c.hop_length
         y = torch.istft(spec, c.n_fft, c.stft_hop, window=self.window, center=True, length=n)
+        pred = None
+        if c.sine_slots:
+            pred = SinePrediction(*self.sine_head(h_lat))
+            y = y + synthesize(pred.amplitude(c), pred.offset.detach(), c.sine_n_fft,
+                               c.hop_length, c.sample_rate, n)
         if length is not None:
             y = y[..., :length] if length <= n else F.pad(y, (0, length - n))
-        return y[:, None]
+        return y[:, None], pred
 
     # ------------------------------------------------------------------ training
-    def forward(self, x: torch.Tensor, sample: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x: [B, N]`` or ``[B, 1, N]`` -> ``(recon [B, 1, N], mean, logvar)``.
+    def forward(self, x: torch.Tensor, sample: bool = True, with_sines: bool = False
+                ) -> tuple[Any, ...]:
+        """``x: [B, N]`` or ``[B, 1, N]`` -> ``(recon [B, 1, N], mean, logvar)``, and the
+        sine head's :class:`SinePrediction` (or None) last with ``with_sines``.
 
         ``sample`` draws ``z ~ N(mean, exp(logvar))`` (reparameterised); else ``z = mean``.
         """
         x = self._as_batch(x)
         mean, logvar = self.encode(x)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if sample else mean
-        return self.decode(z, length=x.shape[-1]), mean, logvar
+        recon, sines = self.decode_parts(z, length=x.shape[-1])
+        return (recon, mean, logvar, sines) if with_sines else (recon, mean, logvar)
 
     @staticmethod
     def kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

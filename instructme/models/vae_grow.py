@@ -33,12 +33,17 @@ _SHARED_FIELDS = ("sample_rate", "hop_length", "stft_hop", "n_fft", "latent_chan
                   "frame_dim", "frame_blocks", "latent_dim", "latent_blocks", "kernel_size",
                   "mlp_ratio")
 
+#: Fields of the sinusoidal low band: a model that has one keeps it as it is.
+_SINE_FIELDS = ("sine_slots", "sine_n_fft", "sine_crossover", "sine_blocks")
+
 
 def can_grow(src: VAEConfig, dst: VAEConfig) -> str | None:
     """None when ``src`` grows into ``dst``, else the reason it does not (one line)."""
     for f in _SHARED_FIELDS:
         if getattr(src, f) != getattr(dst, f):
             return f"{f} differs ({getattr(src, f)} vs {getattr(dst, f)})"
+    if src.sine_slots and any(getattr(src, f) != getattr(dst, f) for f in _SINE_FIELDS):
+        return "the sinusoidal low band differs"
     d_src, d_dst = src.decoder_frame_dim, dst.decoder_frame_dim
     if d_dst % d_src:
         return f"decoder width {d_dst} is not a multiple of {d_src}"
@@ -84,7 +89,9 @@ def grow_vae(src: AudioVAE, config: VAEConfig, noise: float = 0.01, seed: int = 
     s_sd, d_sd = src.state_dict(), dst.state_dict()
     out: dict[str, torch.Tensor] = {}
     for k in d_sd:
-        if not k.startswith(("dec_up.1.", "dec_frame.", "dec_norm.", "head.")):
+        if k not in s_sd and k.startswith(("enc_bass.", "sine_head.")):
+            out[k] = d_sd[k].clone()  # a new sinusoidal low band (encoder side starts at 0)
+        elif not k.startswith(("dec_up.1.", "dec_frame.", "dec_norm.", "head.")):
             out[k] = s_sd[k].clone()  # encoder and latent-rate decoder: unchanged
     # Transposed conv up to the frame rate: weight [latent_dim, frame_dim, k] -> repeat outputs.
     out["dec_up.1.weight"] = _repeat(s_sd["dec_up.1.weight"], r, 1)

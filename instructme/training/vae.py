@@ -42,6 +42,7 @@ from instructme.models.discriminator import (
 )
 from instructme.models.vae import AudioVAE, VAEConfig
 from instructme.models.vae_grow import grow_vae
+from instructme.models.vae_sines import SinePrediction, analyze_peaks
 from instructme.training.vae_data import CropSampler, fixed_clips, load_split
 from instructme.training.vae_plots import plot_vae_losses, save_reconstructions
 
@@ -65,6 +66,10 @@ class VAETrainConfig(Config):
     w_kl: float = 1e-4
     #: Extra weight of the mel bands centred under 500 Hz in the mel loss (1 = none).
     low_band_weight: float = 1.0
+    #: Weight of the sine head's peak losses (models with a sinusoidal low band only), and
+    #: how far under a frame's loudest bin a spectral peak still counts as a partial.
+    w_sine: float = 1.0
+    sine_floor_db: float = -60.0
     w_adv: float = 1.0
     w_fm: float = 2.0
     disc_start: int = 2_000
@@ -126,11 +131,14 @@ def generator_step_losses(vae: nn.Module, disc: nn.Module | None, recon_loss: Re
     Returns ``(total, terms, d_inputs)``; ``d_inputs`` = ``(recon.detach(), real_logits)`` for
     the discriminator step (``None`` when ``disc`` is None, i.e. before ``disc_start``).
     """
-    recon, mean, logvar = vae(x)
+    recon, mean, logvar, sines = vae(x, with_sines=True)
     mel, stft = recon_loss(recon, x)
     kl = AudioVAE.kl(mean, logvar)
     terms = {"mel": mel, "stft": stft, "kl": kl}
     total = cfg.w_mel * mel + cfg.w_stft * stft + cfg.w_kl * kl
+    if sines is not None:
+        terms["sine"] = sine_loss(sines, x[:, 0], _unwrap(vae).config, cfg.sine_floor_db)
+        total = total + cfg.w_sine * terms["sine"]
     d_inputs = None
     if disc is not None:
         fake_logits, fake_feats = disc(recon)
@@ -140,6 +148,26 @@ def generator_step_losses(vae: nn.Module, disc: nn.Module | None, recon_loss: Re
         total = total + cfg.w_adv * terms["adv"] + cfg.w_fm * terms["fm"]
         d_inputs = (recon.detach(), real_logits)
     return total, terms, d_inputs
+
+
+def sine_loss(pred: SinePrediction, x: torch.Tensor, config: VAEConfig,
+              floor_db: float = -60.0) -> torch.Tensor:
+    """The sine head's supervised loss against the peaks of ``x: [B, N]``
+    (:func:`~instructme.models.vae_sines.analyze_peaks`): binary cross-entropy of the peak
+    logits, plus at the true peaks the L1 error of the log-amplitude and 4 x that of the bin
+    offset (a scalar)."""
+    with torch.no_grad():
+        mask, log_amp, offset = analyze_peaks(x.float(), config.sine_slots, config.sine_n_fft,
+                                              config.hop_length, floor_db=floor_db)
+    bce = nn.functional.binary_cross_entropy_with_logits(pred.logit, mask)
+    n = mask.sum().clamp(min=1.0)
+    l_amp = ((pred.log_amp - log_amp).abs() * mask).sum() / n
+    l_off = ((pred.offset - offset).abs() * mask).sum() / n
+    return bce + l_amp + 4.0 * l_off
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return getattr(module, "module", module)
 
 
 class _Stop:
@@ -233,7 +261,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
     accelerator = Accelerator()
     vae = AudioVAE(vae_cfg)
     if init_vae is not None:
-        vae.load_state_dict(init_vae.state_dict())
+        load_init_weights(vae, init_vae)
         if not quiet:
             print(f"initialised the VAE from {cfg.init} (a new discriminator and optimiser; "
                   f"{vae.num_parameters:,} parameters)")
@@ -352,6 +380,20 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
         for s, h in old_handlers.items():
             signal.signal(s, h)
     return last
+
+
+def load_init_weights(vae: AudioVAE, init: AudioVAE) -> None:
+    """Copy ``init``'s weights into ``vae``; a sinusoidal low band that ``init`` lacks keeps
+    its fresh initialisation (the encoder's bass view starts at zero: same latents)."""
+    missing, unexpected = vae.load_state_dict(init.state_dict(), strict=False)
+    new = [k for k in missing if not k.startswith(SINE_PARAMETERS)]
+    if new or unexpected:
+        raise CheckpointError(f"--init does not fit this model: missing {new[:3]}, "
+                              f"unexpected {list(unexpected)[:3]}")
+
+
+#: Parameter-name prefixes of the sinusoidal low band (absent from older VAEs).
+SINE_PARAMETERS = ("enc_bass.", "sine_head.")
 
 
 def encoder_parameters(vae: AudioVAE) -> list[nn.Parameter]:
