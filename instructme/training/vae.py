@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 
 from instructme.checkpoint import load_model, save_model
@@ -137,7 +138,8 @@ def generator_step_losses(vae: nn.Module, disc: nn.Module | None, recon_loss: Re
     terms = {"mel": mel, "stft": stft, "kl": kl}
     total = cfg.w_mel * mel + cfg.w_stft * stft + cfg.w_kl * kl
     if sines is not None:
-        terms["sine"] = sine_loss(sines, x[:, 0], _unwrap(vae).config, cfg.sine_floor_db)
+        config = extract_model_from_parallel(vae).config
+        terms["sine"] = sine_loss(sines, x[:, 0], config, cfg.sine_floor_db)
         total = total + cfg.w_sine * terms["sine"]
     d_inputs = None
     if disc is not None:
@@ -164,10 +166,6 @@ def sine_loss(pred: SinePrediction, x: torch.Tensor, config: VAEConfig,
     l_amp = ((pred.log_amp - log_amp).abs() * mask).sum() / n
     l_off = ((pred.offset - offset).abs() * mask).sum() / n
     return bce + l_amp + 4.0 * l_off
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "module", module)
 
 
 class _Stop:
