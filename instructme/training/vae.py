@@ -1,7 +1,8 @@
 """Training loop of the audio VAE (InstructME's latent space, arXiv 2308.14360, VAE E/D).
 
 Losses: multi-scale log-mel L1 (DESIGN's fidelity metric plus a finer scale) and
-multi-resolution STFT (``auraloss``) reconstruction, a small KL term, and, after
+multi-resolution STFT (``auraloss``) reconstruction, a small KL term, for a VAE with a
+sinusoidal low band the sine head's peak loss (:func:`sine_loss`), and, after
 ``disc_start`` steps, a hinge adversarial loss with feature matching from
 :mod:`instructme.models.discriminator`. Hugging Face ``accelerate`` runs it (one CPU process,
 or GPUs unchanged); EMA of the generator weights (``diffusers.training_utils.EMAModel``);
