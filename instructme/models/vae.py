@@ -27,7 +27,13 @@ from torch import nn
 
 from instructme.config import SAMPLE_RATE, Config
 from instructme.errors import AudioError
-from instructme.models.vae_sines import SineHead, SinePrediction, lowpass_gain, synthesize
+from instructme.models.vae_sines import (
+    SineHead,
+    SinePrediction,
+    low_band_stft,
+    lowpass_gain,
+    synthesize,
+)
 
 
 @dataclasses.dataclass
@@ -219,19 +225,16 @@ class AudioVAE(nn.Module):
         h = torch.log(spec.abs() + 1e-5)  # [B, bins, T*u]
         h = self.enc_down(self.enc_frame(self.enc_in(h)))  # [B, D, T]
         if c.sine_slots:
-            h = h + self.enc_bass(self._bass_view(x, t))
+            h = h + self.enc_bass(self._bass_view(x))
         h = self.enc_latent(h)
         mean, logvar = self.enc_out(h).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
-    def _bass_view(self, x: torch.Tensor, t: int) -> torch.Tensor:
+    def _bass_view(self, x: torch.Tensor) -> torch.Tensor:
         """Padded audio ``[B, t * hop]`` -> log-magnitudes of the sine slots' bins ``[B, K, t]``
-        (the ``sine_n_fft``-point STFT of :func:`~instructme.models.vae_sines.analyze_peaks`)."""
+        (:func:`~instructme.models.vae_sines.low_band_stft`)."""
         c = self.config
-        x = x[:, c.hop_length // 2:]
-        win = torch.hann_window(c.sine_n_fft, device=x.device, dtype=x.dtype)
-        spec = torch.stft(x.float(), c.sine_n_fft, c.hop_length, window=win, center=True,
-                          pad_mode="constant", return_complex=True)[:, 1:c.sine_slots + 1, :t]
+        spec = low_band_stft(x, c.sine_n_fft, c.hop_length)[:, 1:c.sine_slots + 1]
         return torch.log(spec.abs() + 1e-5)
 
     # ------------------------------------------------------------------ decoder

@@ -48,6 +48,21 @@ def slot_frequencies(n_slots: int, n_fft: int, sample_rate: int) -> torch.Tensor
     return (torch.arange(n_slots, dtype=torch.float32) + 1.0) * sample_rate / n_fft
 
 
+def low_band_stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """The sine band's STFT of ``x: [B, N]``: complex ``[B, n_fft // 2 + 1, ceil(N / hop)]``,
+    Hann window, frame ``t`` centred on sample ``t * hop + hop / 2`` (the middle of latent
+    frame ``t``). The encoder's view of the bass and the peak analysis both read it."""
+    n = x.shape[-1]
+    t = -(-n // hop)
+    xs = F.pad(x.float(), (0, t * hop - n))[:, hop // 2:]
+    win = torch.hann_window(n_fft, device=x.device)
+    spec = torch.stft(xs, n_fft, hop, window=win, center=True, pad_mode="constant",
+                      return_complex=True)[..., :t]
+    if spec.shape[-1] < t:  # inputs shorter than one hop
+        spec = F.pad(spec, (0, t - spec.shape[-1]))
+    return spec
+
+
 def analyze_peaks(x: torch.Tensor, n_slots: int, n_fft: int, hop: int,
                   floor_db: float = -60.0, abs_floor_db: float = -80.0
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -59,15 +74,7 @@ def analyze_peaks(x: torch.Tensor, n_slots: int, n_fft: int, hop: int,
     amplitude (a sine of amplitude ``a`` gives ``log(a)``), ``offset`` its distance from the
     bin centre in bins (parabolic interpolation of the log-magnitude, Smith & Serra 1987).
     """
-    b, n = x.shape
-    t = -(-n // hop)
-    xs = F.pad(x, (0, t * hop - n))[:, hop // 2:]
-    win = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
-    spec = torch.stft(xs, n_fft, hop, window=win, center=True, pad_mode="constant",
-                      return_complex=True)[..., :t]
-    if spec.shape[-1] < t:  # inputs shorter than one hop
-        spec = F.pad(spec, (0, t - spec.shape[-1]))
-    lm = torch.log(spec.abs() + 1e-7)  # [B, bins, T]
+    lm = torch.log(low_band_stft(x, n_fft, hop).abs() + 1e-7)  # [B, bins, T]
     a, m, c = lm[:, 0:n_slots], lm[:, 1:n_slots + 1], lm[:, 2:n_slots + 2]
     gain = math.log(n_fft / 4)  # a sine of amplitude 1 peaks at |X| = sum(w) / 2 = n_fft / 4
     floor = torch.maximum(lm.amax(dim=1, keepdim=True) + floor_db / 20 * math.log(10),
@@ -76,7 +83,7 @@ def analyze_peaks(x: torch.Tensor, n_slots: int, n_fft: int, hop: int,
     den = (a - 2 * m + c).clamp(max=-1e-6)
     offset = (0.5 * (a - c) / den).clamp(-0.5, 0.5)
     log_amp = m - 0.25 * (a - c) * offset - gain
-    return mask.to(x.dtype), log_amp, torch.where(mask, offset, torch.zeros_like(offset))
+    return mask.float(), log_amp, torch.where(mask, offset, torch.zeros_like(offset))
 
 
 def synthesize(amp: torch.Tensor, offset: torch.Tensor, n_fft: int, hop: int,
