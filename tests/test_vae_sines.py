@@ -159,3 +159,7 @@ def test_train_vae_sines_adds_a_band_that_learns_and_keeps_latents_close(tmp_pat
     assert stage["step"] == 30 and np.isfinite(stage["sine"])
     assert main(["train", "vae-sines", "--init", str(tmp_path / "plain"), "--data", str(data),
                  "--out", str(out), "--steps", "1", "--quiet"]) == 2  # never overwrites
+    for bad in (["--lr", "0"], ["--keep-weight", "-1"], ["--steps", "0"]):
+        assert main(["train", "vae-sines", "--init", str(tmp_path / "plain"), "--data",
+                     str(data), "--out", str(tmp_path / "x"), *bad]) == 2
+    assert not (tmp_path / "x").exists()

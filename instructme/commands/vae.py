@@ -90,6 +90,8 @@ def _cmd_sines(args: argparse.Namespace) -> int:
             raise InstructMEError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0.0 <= args.p_extra <= 1.0:
         raise InstructMEError("--p-extra must be between 0 and 1")
+    if args.lr <= 0 or args.keep_weight < 0:
+        raise InstructMEError("--lr must be positive and --keep-weight at least 0")
     rec = train_vae_sines(args.init, args.data, args.out, sine_slots=args.sine_slots,
                           steps=args.steps, lr=args.lr, keep_weight=args.keep_weight,
                           batch_size=args.batch_size, extra_audio=args.extra_audio,
