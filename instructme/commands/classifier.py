@@ -10,6 +10,15 @@ from instructme.commands import add_training_arguments, check_training_arguments
 from instructme.errors import InstructMEError
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """``"16,32,96,256"`` -> ``(16, 32, 96, 256)``."""
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}"
+                                         ) from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from instructme.training.classifier import format_classifier_report, train_classifier
 
@@ -17,7 +26,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         metrics = train_classifier(args.data, args.out, preset=args.preset, steps=args.steps,
                                    resume=args.resume, seed=args.seed, init=args.init,
-                                   lr=args.lr)
+                                   lr=args.lr, channels=args.channels,
+                                   embed_dim=args.embed_dim)
     except ValueError as e:
         raise InstructMEError(str(e)) from None
     if metrics:
@@ -85,6 +95,11 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                         "weights and thresholds; a new optimiser and schedule over --steps)")
     t.add_argument("--lr", type=float, default=None, help="override the preset's peak "
                    "learning rate")
+    t.add_argument("--channels", type=_widths, default=None, metavar="C1,C2,...",
+                   help="conv block widths instead of the preset's; with --init, that model "
+                        "is grown to them without changing what it computes (Net2Wider)")
+    t.add_argument("--embed-dim", type=int, default=None,
+                   help="embedding width instead of the preset's (grown likewise with --init)")
     t.set_defaults(func=_cmd_train)
 
     e = eval_sub.add_parser("classifier",

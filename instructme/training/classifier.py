@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from instructme.config import Config
-from instructme.errors import ManifestError
+from instructme.errors import CheckpointError, ManifestError
 from instructme.models.classifier import ClassifierConfig, InstrumentClassifier, default_styles
+from instructme.models.classifier_grow import grow_classifier
 from instructme.training.plots import plot_losses
 from instructme.training.stem_mixes import MixSpec, SongRef, draw_mix, load_songs
 from instructme.training.supervised import LoopConfig, train_loop
@@ -216,12 +217,15 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
                      model_config: ClassifierConfig | None = None,
                      train_config: ClassifierTrainConfig | None = None,
                      init: str | Path | None = None, lr: float | None = None,
+                     channels: tuple[int, ...] | None = None, embed_dim: int | None = None,
                      log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train an :class:`InstrumentClassifier` on ``data`` (train split); evaluate on val.
 
     ``init``: a classifier model folder to start from (a warm start: its config, weights and
     calibrated thresholds; a fresh optimiser and learning-rate schedule over ``steps``).
-    ``lr`` overrides the preset's peak learning rate.
+    ``lr`` overrides the preset's peak learning rate. ``channels`` / ``embed_dim`` override
+    the preset's widths; with ``init`` they grow its model, function-preserving
+    (:func:`~instructme.models.classifier_grow.grow_classifier`).
     """
     from instructme.checkpoint import load_model, read_config
 
@@ -234,11 +238,30 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
         tcfg = dataclasses.replace(tcfg, lr=lr)
     if init is not None and resume:
         raise ValueError("--init starts a new run: it cannot be combined with --resume")
+    if resume and (channels is not None or embed_dim is not None):
+        raise ValueError("--channels / --embed-dim size a new model: not with --resume")
+    if channels is not None and (not channels or min(channels) < 1):
+        raise ValueError("--channels needs one positive width per conv block")
+    if embed_dim is not None and embed_dim < 1:
+        raise ValueError("--embed-dim must be positive")
+    widths: dict[str, Any] = {}
+    if channels is not None:
+        widths["channels"] = tuple(channels)
+    if embed_dim is not None:
+        widths["embed_dim"] = embed_dim
     train_songs = load_songs(data, ("train",))
     start: InstrumentClassifier | None = None
     if init is not None:
         start = load_model(InstrumentClassifier, init)
         mcfg = start.config
+        if widths and any(widths[k] != getattr(mcfg, k) for k in widths):
+            try:
+                start = grow_classifier(start, dataclasses.replace(mcfg, **widths), seed=seed)
+            except CheckpointError as e:
+                raise ValueError(f"{init}: {e}") from None
+            log(f"grew {init} to channels {start.config.channels}, embedding "
+                f"{start.config.embed_dim} (same function)")
+            mcfg = start.config
         missing = sorted({s.style for s in train_songs if s.style} - set(mcfg.styles))
         if missing:
             raise ValueError(f"{init}: its style head lacks the dataset's styles "
@@ -250,7 +273,7 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
         mcfg = ClassifierConfig.from_dict(cfg_d)
     else:
         mcfg = model_config or ClassifierConfig.preset(preset)
-        mcfg = dataclasses.replace(mcfg, styles=styles_for(train_songs))
+        mcfg = dataclasses.replace(mcfg, styles=styles_for(train_songs), **widths)
     if train_songs[0].sample_rate != mcfg.sample_rate:
         raise ValueError(f"dataset is {train_songs[0].sample_rate} Hz, model expects "
                          f"{mcfg.sample_rate} Hz")
