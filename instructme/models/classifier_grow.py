@@ -57,11 +57,6 @@ def _mapping(old: int, new: int, gen: torch.Generator) -> torch.Tensor:
     return torch.cat([torch.arange(old), extra])
 
 
-def _rows(t: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Output units (dim 0) copied by the mapping ``g``."""
-    return t[g].clone()
-
-
 def _columns(w: torch.Tensor, g: torch.Tensor, noise: float, gen: torch.Generator
              ) -> torch.Tensor:
     """Input columns (dim 1) of ``w`` read from duplicated units: ``w[:, g(j)] / count``
@@ -102,17 +97,17 @@ def grow_classifier(src: InstrumentClassifier, config: ClassifierConfig, noise: 
         for conv, bn in ((0, 1), (3, 4)):
             w = s[f"cnn.{i}.{conv}.weight"]  # [out, in, 3, 3]
             g_out = _mapping(c_old, c_new, gen)
-            out[f"cnn.{i}.{conv}.weight"] = _rows(_columns(w, g_in, noise, gen), g_out)
+            out[f"cnn.{i}.{conv}.weight"] = _columns(w, g_in, noise, gen)[g_out]
             for name in ("weight", "bias", "running_mean", "running_var"):
-                out[f"cnn.{i}.{bn}.{name}"] = _rows(s[f"cnn.{i}.{bn}.{name}"], g_out)
+                out[f"cnn.{i}.{bn}.{name}"] = s[f"cnn.{i}.{bn}.{name}"][g_out]
             out[f"cnn.{i}.{bn}.num_batches_tracked"] = s[f"cnn.{i}.{bn}.num_batches_tracked"]
             g_in = g_out
     # fc reads [mean over time (C), max over time (C)]: both halves follow the last mapping.
     c_last = src.config.channels[-1]
     g_fc = torch.cat([g_in, g_in + c_last])
     g_emb = _mapping(src.config.embed_dim, config.embed_dim, gen)
-    out["fc.weight"] = _rows(_columns(s["fc.weight"], g_fc, noise, gen), g_emb)
-    out["fc.bias"] = _rows(s["fc.bias"], g_emb)
+    out["fc.weight"] = _columns(s["fc.weight"], g_fc, noise, gen)[g_emb]
+    out["fc.bias"] = s["fc.bias"][g_emb]
     for head in ("instrument_head", "style_head"):
         out[f"{head}.weight"] = _columns(s[f"{head}.weight"], g_emb, noise, gen)
         out[f"{head}.bias"] = s[f"{head}.bias"].clone()
