@@ -17,7 +17,7 @@ def test_no_models_gives_reasons(monkeypatch):
     assert "madmom is not installed" in an.na["cra"] and "pip install" in an.na["cra"]
     assert an.na["cra_score"] == an.na["cra"]
     assert "madmom is not installed" in an.na["fad:madmom-cnn-chord"]
-    assert an.na["ia"] == "no --classifier given"
+    assert an.na["ia"] == "no classifier (--classifier none)"
 
 
 def test_chord_model_none_and_explicit_embeddings():

@@ -224,18 +224,40 @@ def test_missing_outputs_and_bad_manifest_raise(dataset, tmp_path):
 def test_cli_eval_edits(dataset, tmp_path, capsys):
     manifest, outputs, _ = dataset
     rc = main(["eval", "edits", "--manifest", str(manifest), "--outputs", str(outputs),
-               "--out", str(tmp_path / "cli"), "--chord-model", "none",
+               "--out", str(tmp_path / "cli"), "--chord-model", "none", "--classifier", "none",
                "--embeddings", "logmel-stats", "--quiet", "--examples", "1"])
     assert rc == 0
     saved = json.loads((tmp_path / "cli" / "report.json").read_text())
-    assert saved["tasks"]["all"]["output"]["ia"] is None  # no classifier given
-    assert "no --classifier given" in saved["not_available"]["ia"]
+    assert saved["tasks"]["all"]["output"]["ia"] is None  # no classifier
+    assert "no classifier (--classifier none)" in saved["not_available"]["ia"]
     assert "n/a" in capsys.readouterr().out
     (outputs / "r1.wav").unlink()
     rc = main(["eval", "edits", "--manifest", str(manifest), "--outputs", str(outputs),
                "--out", str(tmp_path / "cli2"), "--chord-model", "none", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: ") and "r1.wav" in err and "\n" not in err
+
+
+def test_cli_eval_edits_judges_with_the_shipped_classifier(dataset, tmp_path, monkeypatch,
+                                                           capsys):
+    """Without --classifier, IA is judged by the shipped classifier-wide; a checkout without
+    it gets a one-line error naming both ways out."""
+    from instructme.commands import evaluate as evaluate_cmd
+
+    manifest, outputs, _ = dataset
+    args = ["eval", "edits", "--manifest", str(manifest), "--outputs", str(outputs),
+            "--chord-model", "none", "--embeddings", "logmel-stats", "--quiet",
+            "--examples", "0"]
+    assert main([*args, "--out", str(tmp_path / "rep")]) == 0
+    saved = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert "models/classifier-wide" in saved["classifier"]
+    assert saved["tasks"]["all"]["target"]["ia"] is not None
+    monkeypatch.setattr(evaluate_cmd, "default_classifier_dir", lambda: tmp_path / "nothing")
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "rep2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--classifier DIR" in err and "--classifier none" in err and "\n" not in err
+    assert not (tmp_path / "rep2").exists()
 
 
 def test_cli_with_the_project_chord_recognizer_and_classifier(dataset, tmp_path, capsys):

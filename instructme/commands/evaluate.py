@@ -8,6 +8,25 @@ from pathlib import Path
 
 from instructme.errors import InstructMEError
 
+#: The judge ``eval edits`` uses when no ``--classifier`` is given (the best shipped one).
+DEFAULT_CLASSIFIER = "classifier-wide"
+
+
+def default_classifier_dir() -> Path:
+    """The shipped ``models/classifier-wide`` of the repository."""
+    return Path(__file__).resolve().parent.parent.parent / "models" / DEFAULT_CLASSIFIER
+
+
+def _classifier_arg(value: str | None) -> str | None:
+    """``--classifier``: None -> the shipped judge, ``none`` -> no IA / classifier FAD."""
+    if value is not None:
+        return None if value.lower() == "none" else value
+    path = default_classifier_dir()
+    if not (path / "config.json").is_file():
+        raise InstructMEError(f"no classifier at {path}: pass --classifier DIR (a classifier "
+                              "model folder) or --classifier none (no IA)")
+    return str(path)
+
 
 def _cmd_edits(args: argparse.Namespace) -> int:
     from instructme.metrics.report import build_analyzers, evaluate_edits
@@ -27,7 +46,8 @@ def _cmd_edits(args: argparse.Namespace) -> int:
         embeddings = [e.strip() for e in args.embeddings.split(",") if e.strip()]
         if not embeddings:
             raise InstructMEError("--embeddings: give at least one name")
-    analyzers = build_analyzers(chord_model=args.chord_model, classifier_dir=args.classifier,
+    analyzers = build_analyzers(chord_model=args.chord_model,
+                                classifier_dir=_classifier_arg(args.classifier),
                                 embeddings=embeddings, threshold=args.threshold)
     report = evaluate_edits(args.manifest, args.outputs, args.out, data_dir=args.data,
                             analyzers=analyzers, seed=args.seed, limit=args.limit,
@@ -82,8 +102,8 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="chord recognizer folder, 'madmom' (pretrained, eval extra) or 'none' "
                         "(default: madmom when installed)")
     e.add_argument("--classifier", default=None,
-                   help="instrument/style classifier folder (IA and the 'classifier' FAD "
-                        "embedding)")
+                   help="instrument/style classifier folder for IA and the 'classifier' FAD "
+                        f"embedding, or 'none' (default: the shipped models/{DEFAULT_CLASSIFIER})")
     e.add_argument("--embeddings", default=None,
                    help="comma-separated FAD embeddings: logmel-stats, madmom-cnn-chord, "
                         "classifier (default: all available)")

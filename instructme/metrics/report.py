@@ -109,7 +109,7 @@ def build_analyzers(chord_model: str | None = None, classifier_dir: str | None =
         if threshold is None and getattr(an.classifier.config, "thresholds", None):
             an.threshold = np.asarray(an.classifier.thresholds, dtype=np.float64)
     else:
-        an.na["ia"] = "no --classifier given"
+        an.na["ia"] = "no classifier (--classifier none)"
 
     wanted = list(embeddings) if embeddings is not None else (
         ["logmel-stats"] + (["madmom-cnn-chord"] if have_madmom else [])
@@ -128,7 +128,7 @@ def build_analyzers(chord_model: str | None = None, classifier_dir: str | None =
     if not have_madmom and embeddings is None:
         an.na["fad:madmom-cnn-chord"] = f"madmom is not installed ({INSTALL_HINT})"
     if an.classifier is None and embeddings is None:
-        an.na["fad:classifier"] = "no --classifier given"
+        an.na["fad:classifier"] = "no classifier (--classifier none)"
     return an
 
 
