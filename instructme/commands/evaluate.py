@@ -25,6 +25,10 @@ def _classifier_arg(value: str | None) -> str | None:
     if not (path / "config.json").is_file():
         raise InstructMEError(f"no classifier at {path}: pass --classifier DIR (a classifier "
                               "model folder) or --classifier none (no IA)")
+    try:  # reports name it as the user would type it from the checkout
+        path = path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
     return str(path)
 
 
