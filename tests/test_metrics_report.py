@@ -248,9 +248,10 @@ def test_cli_eval_edits_judges_with_the_shipped_classifier(dataset, tmp_path, mo
     args = ["eval", "edits", "--manifest", str(manifest), "--outputs", str(outputs),
             "--chord-model", "none", "--embeddings", "logmel-stats", "--quiet",
             "--examples", "0"]
+    monkeypatch.chdir(evaluate_cmd.default_classifier_dir().parents[1])  # the checkout
     assert main([*args, "--out", str(tmp_path / "rep")]) == 0
     saved = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert "models/classifier-wide" in saved["classifier"]
+    assert "(models/classifier-wide)" in saved["classifier"]  # named as typed in the checkout
     assert saved["tasks"]["all"]["target"]["ia"] is not None
     monkeypatch.setattr(evaluate_cmd, "default_classifier_dir", lambda: tmp_path / "nothing")
     capsys.readouterr()
