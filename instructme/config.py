@@ -19,6 +19,11 @@ from instructme.errors import CheckpointError
 SAMPLE_RATE = 16_000
 
 
+def shipped_model_dir(name: str) -> Path:
+    """``models/<name>`` of the repository this package runs from (the shipped models)."""
+    return Path(__file__).resolve().parent.parent / "models" / name
+
+
 @dataclasses.dataclass
 class Config:
     """Base class: JSON round trip and named presets.

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from instructme.config import shipped_model_dir
 from instructme.errors import CheckpointError
 
 FORMAT = "instructme-pipeline"
@@ -112,7 +113,7 @@ def default_model_dir() -> Path:
     env = os.environ.get(MODEL_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "models" / "instructme-small"
+    return shipped_model_dir("instructme-small")
 
 
 def missing_model_message(directory: Path) -> str:

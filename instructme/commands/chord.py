@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
 
 from instructme.commands import add_training_arguments, check_training_arguments
+from instructme.config import shipped_model_dir
 from instructme.errors import InstructMEError
 
 #: Environment variable naming the default chord model folder for ``instructme chords``.
 MODEL_ENV = "INSTRUCTME_CHORD_MODEL"
 #: The chord recognizer committed with the project (used when neither is given).
-SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "chord-small"
+SHIPPED_MODEL = shipped_model_dir("chord-small")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

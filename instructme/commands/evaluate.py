@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from instructme.config import shipped_model_dir
 from instructme.errors import InstructMEError
 
 #: The judge ``eval edits`` uses when no ``--classifier`` is given (the best shipped one).
@@ -14,7 +15,7 @@ DEFAULT_CLASSIFIER = "classifier-wide"
 
 def default_classifier_dir() -> Path:
     """The shipped ``models/classifier-wide`` of the repository."""
-    return Path(__file__).resolve().parent.parent.parent / "models" / DEFAULT_CLASSIFIER
+    return shipped_model_dir(DEFAULT_CLASSIFIER)
 
 
 def _classifier_arg(value: str | None) -> str | None:
