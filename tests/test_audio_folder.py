@@ -25,7 +25,7 @@ from instructme.errors import ManifestError
 from instructme.models.vae import AudioVAE
 from instructme.training.vae import train_vae
 from instructme.training.vae_data import CropSampler, file_clips, load_split
-from instructme.training.vae_eval import evaluate_vae
+from instructme.metrics.vae_eval import evaluate_vae
 
 
 def make_recordings(root: Path, n: int = 12, seconds: float = 3.0) -> Path:

@@ -23,7 +23,7 @@ from instructme.training.vae import (
     train_vae,
 )
 from instructme.training.vae_data import CropSampler, fixed_clips, load_split, read_sum
-from instructme.training.vae_eval import evaluate_vae
+from instructme.metrics.vae_eval import evaluate_vae
 
 SR = 16_000
 
@@ -191,7 +191,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_real_recordings_are_cut_into_clips(tmp_path: Path) -> None:
-    from instructme.training.vae_eval import real_clips
+    from instructme.metrics.vae_eval import real_clips
 
     t = np.arange(int(2.5 * 44_100)) / 44_100
     stereo = np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1) * 0.3

@@ -102,7 +102,7 @@ def _cmd_sines(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from instructme.training.vae_eval import evaluate_vae
+    from instructme.metrics.vae_eval import evaluate_vae
 
     if args.clips < 1:
         raise InstructMEError("--clips must be at least 1")
