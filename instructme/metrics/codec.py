@@ -26,6 +26,8 @@ from torch import nn
 from transformers.audio_utils import hertz_to_mel, mel_filter_bank, mel_to_hertz
 
 from instructme.errors import DependencyError
+from instructme.metrics.pairs import tensor_pair
+from instructme.metrics.phase import bass_phase_distance
 
 #: DESIGN's metric: STFT sizes and mel bands.
 MEL_FFT_SIZES: tuple[int, ...] = (512, 1024, 2048)
@@ -80,7 +82,7 @@ class MultiScaleMelDistance(nn.Module):
 
 def multiscale_mel_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
     """DESIGN's fidelity metric for mono ``ref, est: [N]`` (lower is better)."""
-    r, e = _pair(ref, est)
+    r, e = tensor_pair(ref, est)
     with torch.no_grad():
         return float(MultiScaleMelDistance(sample_rate)(e, r))
 
@@ -98,7 +100,7 @@ def mel_distance_by_band(ref: np.ndarray, est: np.ndarray, sample_rate: int,
     L1 log-mel distance over the mel bands whose centre lies in it (mean over bands and
     frames, then over the three STFT sizes). Keys ``"lo-hi"`` in Hz; the bands' mean,
     weighted by their mel-band counts, is :func:`multiscale_mel_distance`."""
-    r, e = _pair(ref, est)
+    r, e = tensor_pair(ref, est)
     centres = mel_band_centres(sample_rate)
     top = sample_rate / 2
     bands = [(lo, min(hi, top)) for lo, hi in zip(edges[:-1], edges[1:]) if lo < top]
@@ -118,7 +120,7 @@ def mel_distance_by_band(ref: np.ndarray, est: np.ndarray, sample_rate: int,
 
 def mrstft_distance(ref: np.ndarray, est: np.ndarray) -> float:
     """``auraloss`` multi-resolution STFT distance (spectral convergence + log magnitude)."""
-    r, e = _pair(ref, est)
+    r, e = tensor_pair(ref, est)
     loss = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[256, 512, 1024, 2048],
                                                  hop_sizes=[64, 128, 256, 512],
                                                  win_lengths=[256, 512, 1024, 2048])
@@ -141,8 +143,6 @@ def si_sdr(ref: np.ndarray, est: np.ndarray, eps: float = 1e-8) -> float:
 def codec_metrics(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> dict[str, float]:
     """All fidelity numbers for one clip (``bass_if``: :func:`~instructme.metrics.phase.
     bass_phase_distance`)."""
-    from instructme.metrics.phase import bass_phase_distance
-
     return {"mel": multiscale_mel_distance(ref, est, sample_rate),
             "mrstft": mrstft_distance(ref, est), "si_sdr": si_sdr(ref, est),
             "bass_if": bass_phase_distance(ref, est, sample_rate)}
@@ -169,10 +169,3 @@ def opus_roundtrip(x: np.ndarray, sample_rate: int, kbps: float) -> np.ndarray:
         y, _ = sf.read(str(dec), dtype="float32")
     y = y[: len(x)]
     return np.pad(y, (0, len(x) - len(y))) if len(y) < len(x) else y
-
-
-def _pair(ref: np.ndarray, est: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    n = min(len(ref), len(est))
-    r = torch.as_tensor(np.asarray(ref[:n], dtype=np.float32))[None]
-    e = torch.as_tensor(np.asarray(est[:n], dtype=np.float32))[None]
-    return r, e

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from instructme.metrics.pairs import tensor_pair
+
 
 class LowBandPhaseDistance(nn.Module):
     """Magnitude-weighted instantaneous-frequency distance below ``max_hz``.
@@ -74,8 +76,6 @@ class LowBandPhaseDistance(nn.Module):
 def bass_phase_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
     """:class:`LowBandPhaseDistance` of ``est`` against ``ref`` (``[N]`` arrays; lower is
     better, 0 = same phase advance in every sounding bin under 500 Hz)."""
-    from instructme.metrics.codec import _pair
-
-    r, e = _pair(ref, est)
+    r, e = tensor_pair(ref, est)
     with torch.no_grad():
         return float(LowBandPhaseDistance(sample_rate)(e, r))
