@@ -32,7 +32,7 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
-from instructme.pipeline import EditPipeline
+from instructme.editing.pipeline import EditPipeline
 d, seconds, steps, threads, device = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), \
     int(sys.argv[4]), sys.argv[5]
 if threads > 0:
@@ -62,11 +62,11 @@ print(json.dumps({"seconds": dt, "cpu_s": cpu, "timings": r.timings, "peak_mb": 
 def build(directory: Path, preset: str, text: str) -> Path:
     import torch
 
+    from instructme.editing.pipeline import write_pipeline_folder
     from instructme.models.chord import ChordConfig, ChordRecognizer
     from instructme.models.text import TextEncoderConfig
     from instructme.models.unet import EditorConfig, EditorUNet
     from instructme.models.vae import AudioVAE, VAEConfig
-    from instructme.pipeline import write_pipeline_folder
 
     torch.manual_seed(0)
     vae = AudioVAE(VAEConfig.preset(preset))

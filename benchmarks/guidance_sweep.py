@@ -7,7 +7,7 @@ source window is edited at each ``--guidance`` and the multi-scale log-mel dista
 is printed per task, beside two anchors measured on the same records: the "do nothing" edit
 (source vs target) and the VAE's own round trip of the target (the best any edit through this
 VAE can do). ``--modes generated preserved`` also compares the generated mix with the
-source-preserving output (:mod:`instructme.preserve`) of the same sampler run::
+source-preserving output (:mod:`instructme.editing.preserve`) of the same sampler run::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/guidance_sweep.py --model DIR \
         --data runs/data-small --per-task 4 --guidance 1 3 5 --steps 25
@@ -41,9 +41,9 @@ def main() -> None:
     import torch
 
     from instructme.data.dataset import load_window, read_build_info, read_manifest
+    from instructme.editing.pipeline import EditPipeline
     from instructme.metrics.codec import multiscale_mel_distance
-    from instructme.pipeline import EditPipeline
-    from instructme.pipeline_manifest import record_instructions
+    from instructme.metrics.edit_manifest import record_instructions
 
     data = Path(args.data)
     sr = int(read_build_info(data)["sample_rate"])

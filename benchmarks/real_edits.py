@@ -44,8 +44,8 @@ def main() -> None:
     import torch
 
     from instructme.data.packaged_audio import packaged_multitrack
+    from instructme.editing.pipeline import EditPipeline
     from instructme.metrics.codec import multiscale_mel_distance as mel
-    from instructme.pipeline import EditPipeline
 
     pipe = EditPipeline.from_pretrained(args.model, device="cpu")
     sr = pipe.sample_rate

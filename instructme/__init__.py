@@ -19,12 +19,12 @@ __version__ = "0.1.0"
 __all__ = ["EditPipeline", "EditResult", "edit", "__version__"]
 
 if TYPE_CHECKING:
-    from instructme.pipeline import EditPipeline, EditResult, edit
+    from instructme.editing.pipeline import EditPipeline, EditResult, edit
 
 
 def __getattr__(name: str) -> Any:
     if name in ("EditPipeline", "EditResult", "edit"):
-        from instructme import pipeline
+        from instructme.editing import pipeline
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'instructme' has no attribute {name!r}")

@@ -29,7 +29,7 @@ def main() -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    from instructme.pipeline import EditPipeline
+    from instructme.editing.pipeline import EditPipeline
     from instructme.web.app import StudioSettings, create_app
     from instructme.web.server import start_in_thread
 

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from instructme import cli
-from instructme.pipeline import EditPipeline, build_tiny_pipeline, edit
+from instructme.editing.pipeline import EditPipeline, build_tiny_pipeline, edit
 
 STEPS = ["--steps", "3"]
 

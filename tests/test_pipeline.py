@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from instructme.audio import SAFE_PEAK
-from instructme.errors import AudioError, CheckpointError, InstructionError, InstructMEError
-from instructme.pipeline import (
+from instructme.editing.pipeline import (
     EditPipeline,
     EditResult,
     build_tiny_pipeline,
     plan_rounds,
     write_pipeline_folder,
 )
+from instructme.errors import AudioError, CheckpointError, InstructionError, InstructMEError
 
 STEPS = 3
 
@@ -103,7 +103,7 @@ def test_seed_reproducibility_and_samplers(pipe):
 
 def test_sequential_guidance_matches_batched(pipe, monkeypatch):
     """Long inputs on CPU run the two guidance passes one after the other: same result."""
-    import instructme.pipeline as pl
+    import instructme.editing.pipeline as pl
 
     x = tones(1.0, 16_000)
     batched = pipe(x, 16_000, "add a piano", steps=STEPS, seed=2).audio

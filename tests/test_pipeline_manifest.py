@@ -10,10 +10,10 @@ import soundfile as sf
 from test_metrics_report import SR, make_dataset, window
 
 from instructme import cli
+from instructme.editing.pipeline import EditPipeline, build_tiny_pipeline
 from instructme.errors import ManifestError
+from instructme.metrics.edit_manifest import generate_edits, record_instructions
 from instructme.metrics.report import sample_records
-from instructme.pipeline import EditPipeline, build_tiny_pipeline
-from instructme.pipeline_manifest import generate_edits, record_instructions
 
 TEXTS = {"r1": "add a piano", "r2": "remove the drums", "r3": "extract the bass",
          "r4": "replace the piano with strings", "r5": "remix this as jazz"}

@@ -1,4 +1,4 @@
-"""Source-preserving output (instructme.preserve): gains from a generated mix applied to the
+"""Source-preserving output (instructme.editing.preserve): gains from a generated mix applied to the
 user's audio, on synthetic two-instrument cases with known answers."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instructme.preserve import (
+from instructme.editing.preserve import (
     ADD_TOLERANCE,
     N_FFT,
     apply_keep,

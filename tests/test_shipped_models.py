@@ -56,7 +56,7 @@ def test_shipped_pipeline_edits_the_bundled_example():
     import librosa
     import soundfile as sf
 
-    from instructme.pipeline import EditPipeline
+    from instructme.editing.pipeline import EditPipeline
 
     # its chord recognizer is the shipped one, byte for byte; its VAE (the encoder the editor
     # was trained on, with a decoder grown and fine-tuned on its own) has vae-medium's

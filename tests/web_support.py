@@ -17,7 +17,7 @@ import soundfile as sf
 
 def tiny_pipeline(folder: Path) -> Any:
     """An untrained tiny :class:`EditPipeline` on CPU (built in a second or two)."""
-    from instructme.pipeline import EditPipeline, build_tiny_pipeline
+    from instructme.editing.pipeline import EditPipeline, build_tiny_pipeline
 
     build_tiny_pipeline(folder, seed=0)
     return EditPipeline.from_pretrained(folder, device="cpu")

@@ -1,7 +1,7 @@
 """``instructme edit IN "add a piano" -o OUT.wav`` and ``instructme pipeline`` (assemble a
 pipeline folder from trained models).
 
-Edits run through :class:`instructme.pipeline.EditPipeline`; ``--then`` chains more rounds
+Edits run through :class:`instructme.editing.pipeline.EditPipeline`; ``--then`` chains more rounds
 (each output is the next source), ``--keep-intermediate`` also writes ``OUT.round1.wav``,
 ... for every round but the last (whose output is ``OUT``). Every user error (bad audio,
 unknown instruction, missing model, output = input) is one ``error:`` line, exit code 2.
@@ -25,8 +25,8 @@ def intermediate_path(out: Path, k: int) -> Path:
 
 def _cmd_edit(args: argparse.Namespace) -> int:
     from instructme.audio import load, save
-    from instructme.pipeline import check_output_path, load_pipeline, plan_rounds
-    from instructme.pipeline_audio import check
+    from instructme.editing.pipeline import check_output_path, load_pipeline, plan_rounds
+    from instructme.editing.user_audio import check
 
     if args.steps is not None and args.steps < 1:
         raise InstructMEError("--steps must be at least 1")
@@ -143,10 +143,10 @@ def _write_spectrogram(path: Path, x: Any, sr: int, results: list[Any], name: st
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from instructme.checkpoint import load_model
+    from instructme.editing.pipeline import write_pipeline_folder
     from instructme.models.chord import ChordRecognizer
     from instructme.models.unet import EditorUNet
     from instructme.models.vae import AudioVAE
-    from instructme.pipeline import write_pipeline_folder
 
     editor = load_model(EditorUNet, args.editor)
     chord = load_model(ChordRecognizer, args.chord) if args.chord else None

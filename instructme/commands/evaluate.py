@@ -65,8 +65,8 @@ def _cmd_edits(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from instructme.pipeline import load_pipeline
-    from instructme.pipeline_manifest import generate_edits
+    from instructme.editing.pipeline import load_pipeline
+    from instructme.metrics.edit_manifest import generate_edits
 
     if args.limit is not None and args.limit < 1:
         raise InstructMEError("--limit must be at least 1")

@@ -11,7 +11,7 @@ Endpoints (every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status
 - ``GET /api/audio/{id}`` (WAV; ``?download=1`` as an attachment) and
   ``GET /api/audio/{id}/spectrogram.png``.
 - ``POST /api/edit`` ``{"audio": id, "instruction", "steps", "guidance", "seed", "sampler",
-  "preserve"}`` (``preserve``: source-preserving output, :mod:`instructme.preserve`):
+  "preserve"}`` (``preserve``: source-preserving output, :mod:`instructme.editing.preserve`):
   checks the instruction at once, then queues the edit -> ``{"job": id, ...status}``.
 - ``GET /api/jobs/{id}``: ``state`` (queued/running/done/error), queue ``position``, sampler
   ``step``/``total``, the parsed ``task``/``args``, the ``result`` clip (and the edited
@@ -132,7 +132,7 @@ class UploadLimit:
 
 def suggestions(seed: int = 0) -> dict[str, list[str]]:
     """Example instructions per task: canonical phrasings plus one paraphrase each."""
-    from instructme.data.instructions import make_instruction, phrasings
+    from instructme.instructions import make_instruction, phrasings
 
     rng = np.random.default_rng(seed)
     choices: dict[str, list[dict[str, Any]]] = {
@@ -177,10 +177,11 @@ def list_examples(folder: Path | None, max_seconds: float) -> dict[str, dict[str
 
 
 def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> FastAPI:
-    """The studio app editing with ``pipeline`` (an :class:`~instructme.pipeline.EditPipeline`
-    or anything called the same way). Its store and worker are ``app.state.store`` and
-    ``app.state.worker``; both are closed (temporary folder removed) on shutdown."""
-    from instructme.pipeline import plan_rounds
+    """The studio app editing with ``pipeline`` (an
+    :class:`~instructme.editing.pipeline.EditPipeline` or anything called the same way). Its
+    store and worker are ``app.state.store`` and ``app.state.worker``; both are closed
+    (temporary folder removed) on shutdown."""
+    from instructme.editing.pipeline import plan_rounds
 
     cfg = settings or StudioSettings()
     store = AudioStore(cfg.store_root, max_age_s=cfg.max_age_s)
@@ -348,7 +349,7 @@ def open_pipeline(model: str | os.PathLike[str] | None, demo: bool = False) -> t
     temporary folder."""
     import tempfile
 
-    from instructme.pipeline import build_tiny_pipeline, default_model_dir, load_pipeline
+    from instructme.editing.pipeline import build_tiny_pipeline, default_model_dir, load_pipeline
 
     if demo:
         folder = Path(tempfile.mkdtemp(prefix="instructme-demo-"))

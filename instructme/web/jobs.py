@@ -34,7 +34,7 @@ class EditResultLike(Protocol):
 
 
 class Pipeline(Protocol):
-    """What the studio needs of :class:`instructme.pipeline.EditPipeline`."""
+    """What the studio needs of :class:`instructme.editing.pipeline.EditPipeline`."""
 
     def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str, *, steps: int,
                  guidance: float, seed: int, sampler: str,

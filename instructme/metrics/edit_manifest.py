@@ -1,6 +1,6 @@
-"""Edit every record of a triplet manifest with an :class:`~instructme.pipeline.EditPipeline`
-(the "system outputs" that ``instructme eval edits`` scores; InstructME, arXiv 2308.14360,
-Experiments).
+"""Edit every record of a triplet manifest with an
+:class:`~instructme.editing.pipeline.EditPipeline` (the "system outputs" that
+``instructme eval edits`` scores; InstructME, arXiv 2308.14360, Experiments).
 
 For record ``r`` the source window (``r["source"]`` stems summed, ``r["start"]`` +
 ``r["duration"]``, at the dataset's rate) is edited with ``r["instruction"]`` (a multi-round

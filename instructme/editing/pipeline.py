@@ -1,7 +1,7 @@
 """EditPipeline: audio + instruction -> edited audio (InstructME, arXiv 2308.14360, Method:
 the whole editing model at inference; Experiments: multi-round editing).
 
-One edit, on a whole song in one pass (see :mod:`instructme.pipeline_audio` for how the
+One edit, on a whole song in one pass (see :mod:`instructme.editing.user_audio` for how the
 user's audio is converted to and from the models' mono 16 kHz at the training level)::
 
     x [N] --VAE encode_latents--> z_src [1, C, T]        (fp16-rounded, as in the latent cache)
@@ -13,9 +13,9 @@ user's audio is converted to and from the models' mono 16 kHz at the training le
 
 With ``preserve`` (the default of every pipeline folder unless its ``pipeline.json`` says
 otherwise) the generated mix only guides gains on the user's own audio, and the added part
-is mixed in (:mod:`instructme.preserve`): untouched material never passes through the VAE and
-keeps the input's rate, channels and stereo image; the result also carries the edited part
-alone (``EditResult.part``). An extract, a remix, or ``preserve=False`` returns the
+is mixed in (:mod:`instructme.editing.preserve`): untouched material never passes through
+the VAE and keeps the input's rate, channels and stereo image; the result also carries the
+edited part alone (``EditResult.part``). An extract, a remix, or ``preserve=False`` returns the
 generated mix (an extract's part is its output).
 
 The conditioning is prepared exactly as :mod:`instructme.training.editor_cache` prepares it
@@ -27,7 +27,7 @@ instruction (the U-Net's learned null token only), as in training.
 A pipeline folder holds ``vae/``, ``chord/`` (absent only for an editor without chord
 conditioning), ``editor/`` (model folders, :mod:`instructme.checkpoint`) and
 ``pipeline.json`` (format version, sample rate, text encoder config, default steps,
-guidance and sampler); see :mod:`instructme.pipeline_folder`.
+guidance and sampler); see :mod:`instructme.editing.folder`.
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ import torch
 
 from instructme.audio import peak_safe, resample
 from instructme.diffusion import EditorDenoiser, classifier_free_guidance
-from instructme.errors import CheckpointError, InstructionError, InstructMEError
-from instructme.pipeline_folder import (
+from instructme.editing.folder import (
     DEFAULTS,
     MODEL_ENV,
     PIPELINE_JSON,
@@ -56,6 +55,7 @@ from instructme.pipeline_folder import (
     read_pipeline_json,
     write_pipeline_folder,
 )
+from instructme.errors import CheckpointError, InstructionError, InstructMEError
 
 __all__ = ["EditPipeline", "EditResult", "Round", "build_tiny_pipeline", "check_output_path",
            "default_model_dir", "edit", "load_pipeline", "plan_rounds", "read_pipeline_json",
@@ -109,8 +109,7 @@ def plan_rounds(instructions: str | Sequence[str]) -> list[Round]:
     """Instruction(s) -> single-task rounds, in order; a text may itself chain edits
     ("add a piano then remove the drums"). Raises :class:`InstructionError` (one line,
     listing what is understood) for empty or unknown instructions."""
-    from instructme.data._instruction_patterns import split_chain
-    from instructme.data.instructions import parse_instructions, phrasings
+    from instructme.instructions import parse_instructions, phrasings, split_chain
 
     texts = [instructions] if isinstance(instructions, str) else list(instructions)
     if not texts:
@@ -289,8 +288,8 @@ class EditPipeline:
     def _run(self, audio: np.ndarray, sample_rate: int, rounds: list[Round],
              steps: int | None, guidance: float | None, seed: int, sampler: str | None,
              progress: Progress | None, preserve: bool | None = None) -> list[EditResult]:
-        from instructme.pipeline_audio import finish_channels, limit_source, prepare, to_layout
-        from instructme.preserve import PRESERVING_TASKS, compose, guide
+        from instructme.editing.preserve import PRESERVING_TASKS, compose, guide
+        from instructme.editing.user_audio import finish_channels, limit_source, prepare, to_layout
 
         steps, guidance, sampler = self.resolve_settings(steps, guidance, sampler)
         preserve = self.resolve_preserve(preserve)

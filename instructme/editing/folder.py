@@ -6,7 +6,7 @@ conditioning) and ``editor/`` (model folders, :mod:`instructme.checkpoint`) and
 ``pipeline.json``: format name and version, sample rate, the text encoder's config
 (:class:`~instructme.models.text.TextEncoderConfig` without its cache size), the default
 steps, guidance and sampler. ``pipeline.json`` is written last: a folder without it is
-incomplete. Loading it is :meth:`instructme.pipeline.EditPipeline.from_pretrained`.
+incomplete. Loading it is :meth:`instructme.editing.pipeline.EditPipeline.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ FORMAT = "instructme-pipeline"
 FORMAT_VERSION = 1
 PIPELINE_JSON = "pipeline.json"
 #: Default sampler steps, guidance scale, sampler and source-preserving output
-#: (:mod:`instructme.preserve`) of a new pipeline folder.
+#: (:mod:`instructme.editing.preserve`) of a new pipeline folder.
 DEFAULTS: dict[str, Any] = {"steps": 50, "guidance": 3.0, "sampler": "dpm", "preserve": True}
 #: Environment variable naming the default pipeline folder.
 MODEL_ENV = "INSTRUCTME_MODEL"

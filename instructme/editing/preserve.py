@@ -24,8 +24,9 @@ generated mix / this): add 0.164 / 0.270 / 0.157, remove 0.174 / 0.306 / 0.207, 
 0.159 / 0.269 / 0.183 (source as the reference instead: remove 0.260, replace 0.249), with the
 classifier's instruction accuracy as high as the generated mix's for add and remove. Extract
 is better served by the generated mix (mel 0.662 vs 0.684, and the attenuated rest of the
-mix stays audible to the classifier), so :class:`~instructme.pipeline.EditPipeline` keeps the
-source only for :data:`PRESERVING_TASKS`; :func:`guide` also does extract.
+mix stays audible to the classifier), so
+:class:`~instructme.editing.pipeline.EditPipeline` keeps the source only for
+:data:`PRESERVING_TASKS`; :func:`guide` also does extract.
 
 and per task (the ``part`` is what the edit removed, extracted or added):
 
