@@ -62,9 +62,9 @@ def test_vocabulary_and_label_mapping():
                                                               IGNORE_INDEX]
 
 
-def test_viterbi_matches_brute_force():
-    rng = np.random.default_rng(0)
-    k, t_len, stay = 3, 6, 0.7
+@pytest.mark.parametrize(("k", "t_len", "stay"), [(3, 6, 0.7), (4, 5, 0.3), (2, 9, 0.95)])
+def test_viterbi_matches_brute_force(k, t_len, stay):
+    rng = np.random.default_rng(k)
     prob = rng.dirichlet(np.ones(k), size=t_len)
     trans = np.full((k, k), (1 - stay) / (k - 1))
     np.fill_diagonal(trans, stay)
@@ -76,7 +76,14 @@ def test_viterbi_matches_brute_force():
         return s
 
     best = max(itertools.product(range(k), repeat=t_len), key=score)
-    assert viterbi(prob, stay).tolist() == list(best)
+    path = viterbi(prob, stay)
+    assert path.dtype == np.int64 and path.tolist() == list(best)
+    assert viterbi(prob[:0], stay).shape == (0,)
+    with pytest.raises(ValueError, match="self_prob"):
+        viterbi(prob, 1.0)
+
+
+def test_viterbi_smooths_blips():
     # a strong self-transition smooths away a one-frame blip
     blip = np.array([[0.9, 0.1]] * 5 + [[0.3, 0.7]] + [[0.9, 0.1]] * 5)
     assert viterbi(blip, 0.99).tolist() == [0] * 11
@@ -209,9 +216,9 @@ def test_trainer_resumes_and_cli(data, tmp_path, capsys, monkeypatch):
     metrics = train_chord(data, out, steps=8, resume=True, train_config=tcfg,
                           log=lambda s: None)
     assert 0.0 <= metrics["majmin"] <= 1.0 and metrics["seconds"] > 0
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "logs.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [6, 8]  # continued, not restarted
-    assert json.loads((out / "state" / "progress.json").read_text())["step"] == 8
+    assert json.loads((out / "state" / "trainer.json").read_text())["step"] == 8
     model = load_model(ChordRecognizer, out)
     songs = load_songs(data, ("test",))
     r = evaluate_transcriber(model.transcribe, songs)

@@ -10,8 +10,8 @@ Vocabulary (``K = 25``): 12 roots x {maj, min} + ``N`` (no chord), in the order
 (:func:`chord_to_index`). Model: a fixed log-frequency spectrogram
 (:class:`~instructme.models.features.LogFrequencySpectrogram`), a small 2-D CNN over
 (pitch, time) that pools pitch only, a bidirectional GRU over time and a linear classifier.
-Decoding: Viterbi over an HMM whose states are the chords, with a self-transition
-probability ``hmm_self_prob`` (the frame posteriors act as emissions).
+Decoding: Viterbi (``librosa.sequence.viterbi``) over an HMM whose states are the chords,
+with a self-transition probability ``hmm_self_prob`` (the frame posteriors act as emissions).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+import librosa
 import numpy as np
 import torch
 from torch import nn
@@ -69,34 +70,20 @@ def transpose_index(index: np.ndarray | torch.Tensor, semitones: int):
 
 
 def viterbi(prob: np.ndarray, self_prob: float) -> np.ndarray:
-    """Most likely state path ``[T]`` for frame posteriors ``prob: [T, K]``.
+    """Most likely state path ``[T]`` for frame posteriors ``prob: [T, K]`` (values in [0, 1]).
 
     Uniform prior and a transition matrix with ``self_prob`` on the diagonal and the rest
-    spread evenly over the other states.
+    spread evenly over the other states (``librosa.sequence.viterbi`` with
+    ``librosa.sequence.transition_loop``); posteriors are floored at 1e-12.
     """
     t_len, k = prob.shape
     if not 1.0 / k <= self_prob < 1.0:
         raise ValueError(f"self_prob must be in [1/K, 1), got {self_prob}")
     if t_len == 0:
         return np.zeros(0, dtype=np.int64)
-    log_e = np.log(np.clip(prob, 1e-12, None))
-    stay = np.log(self_prob)
-    move = np.log((1.0 - self_prob) / max(k - 1, 1))
-    back = np.zeros((t_len, k), dtype=np.int64)
-    score = log_e[0] - np.log(k)
-    for t in range(1, t_len):
-        best = int(np.argmax(score))
-        # staying in state j vs jumping from the best other state
-        from_best = score[best] + move
-        cand_stay = score + stay
-        use_stay = cand_stay >= from_best
-        back[t] = np.where(use_stay, np.arange(k), best)
-        score = np.where(use_stay, cand_stay, from_best) + log_e[t]
-    path = np.empty(t_len, dtype=np.int64)
-    path[-1] = int(np.argmax(score))
-    for t in range(t_len - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
-    return path
+    emission = np.clip(np.asarray(prob, dtype=np.float64), 1e-12, None).T  # [K, T]
+    path = librosa.sequence.viterbi(emission, librosa.sequence.transition_loop(k, self_prob))
+    return path.astype(np.int64)
 
 
 def frames_to_segments(path: np.ndarray, labels: tuple[str, ...], frame_rate: float,
