@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import auraloss
+import librosa
 import numpy as np
 import soundfile as sf
 import torch
 from torch import nn
-from transformers.audio_utils import hertz_to_mel, mel_filter_bank, mel_to_hertz
 
 from instructme.errors import DependencyError
 from instructme.metrics.pairs import tensor_pair
@@ -43,9 +43,9 @@ class LogMel(nn.Module):
     def __init__(self, sample_rate: int, n_fft: int, n_mels: int = MEL_BANDS) -> None:
         super().__init__()
         self.n_fft = n_fft
-        fb = mel_filter_bank(n_fft // 2 + 1, n_mels, 0.0, sample_rate / 2, sample_rate,
-                             norm="slaney", mel_scale="slaney", dtype=np.float32)
-        self.register_buffer("fb", torch.from_numpy(np.ascontiguousarray(fb.T)), persistent=False)
+        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0,
+                                 fmax=sample_rate / 2, htk=False, norm="slaney", dtype=np.float32)
+        self.register_buffer("fb", torch.from_numpy(fb), persistent=False)  # [n_mels, F]
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,9 +89,7 @@ def multiscale_mel_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) 
 
 def mel_band_centres(sample_rate: int, n_mels: int = MEL_BANDS) -> np.ndarray:
     """Centre frequencies (Hz) ``[n_mels]`` of :class:`LogMel`'s Slaney filters."""
-    top = hertz_to_mel(sample_rate / 2, mel_scale="slaney")
-    mels = np.linspace(hertz_to_mel(0.0, mel_scale="slaney"), top, n_mels + 2)
-    return np.asarray(mel_to_hertz(mels, mel_scale="slaney"))[1:-1]
+    return librosa.mel_frequencies(n_mels + 2, fmin=0.0, fmax=sample_rate / 2)[1:-1]
 
 
 def mel_distance_by_band(ref: np.ndarray, est: np.ndarray, sample_rate: int,

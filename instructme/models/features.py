@@ -9,7 +9,7 @@ and log compression, so they run on any device and are part of the model's forwa
   matrix comes from a recognizer on the source audio). A transposition by ``k`` semitones is a
   shift of ``k * bins_per_semitone`` rows, which the chord trainer uses for pitch-shift
   augmentation (the filter bank is built ``margin_semitones`` wider on both sides).
-- :class:`LogMelSpectrogram` — an HTK mel filter bank (``transformers.audio_utils``) and a
+- :class:`LogMelSpectrogram` — an HTK mel filter bank (``librosa.filters.mel``) and a
   plain ``log(mel + floor)`` for the instrument/style classifier.
 
 Frame ``i`` is centred on sample ``i * hop`` (``center=True``), so a clip of ``N`` samples
@@ -18,13 +18,10 @@ gives ``N // hop + 1`` frames.
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import torch
 from torch import nn
-
-
-def midi_to_hz(m: np.ndarray | float) -> np.ndarray:
-    return 440.0 * 2.0 ** ((np.asarray(m, dtype=np.float64) - 69.0) / 12.0)
 
 
 def log_frequency_filterbank(sample_rate: int, n_fft: int, fmin_midi: float, n_bins: int,
@@ -40,7 +37,7 @@ def log_frequency_filterbank(sample_rate: int, n_fft: int, fmin_midi: float, n_b
     fft_hz = np.arange(n_freq) * sample_rate / n_fft
     step = 1.0 / bins_per_semitone
     centres = fmin_midi + np.arange(n_bins) * step
-    lo, mid, hi = midi_to_hz(centres - step), midi_to_hz(centres), midi_to_hz(centres + step)
+    lo, mid, hi = (librosa.midi_to_hz(c) for c in (centres - step, centres, centres + step))
     if hi[-1] >= sample_rate / 2:
         raise ValueError(f"log-frequency bins reach {hi[-1]:.0f} Hz, above Nyquist")
     up = (fft_hz[:, None] - lo[None]) / (mid - lo)[None]
@@ -127,9 +124,7 @@ class LogMelSpectrogram(_STFTFrontEnd):
 
     def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, fmin: float,
                  fmax: float, log_floor: float = 1e-4) -> None:
-        from transformers.audio_utils import mel_filter_bank
-
-        fb = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels,
-                             min_frequency=fmin, max_frequency=fmax, sampling_rate=sample_rate,
-                             norm="slaney", mel_scale="htk").astype(np.float32)
-        super().__init__(n_fft, hop, fb, 1.0, log_floor)
+        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
+                                 fmax=fmax, htk=True, norm="slaney", dtype=np.float64)
+        super().__init__(n_fft, hop, np.ascontiguousarray(fb.T, dtype=np.float32), 1.0,
+                         log_floor)
