@@ -33,10 +33,12 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
 from instructme.config import Config
 from instructme.models.attention import TransformerBlock
+from instructme.models.text import TextEncoderConfig
 
 #: Ablation variants (the paper's ablation study): overrides applied to any preset.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -121,25 +123,14 @@ class EditorConfig(Config):
     def downsample_factor(self) -> int:
         return 2 ** (len(self.channel_mult) - 1)
 
-    def text_encoder_config(self) -> Any:
+    def text_encoder_config(self) -> TextEncoderConfig:
         """The :class:`~instructme.models.text.TextEncoderConfig` this editor was trained with."""
-        from instructme.models.text import TextEncoderConfig
-
         return TextEncoderConfig(kind=self.text_encoder, path=self.text_encoder_path,
                                  dim=self.text_dim)
 
 
 def _groups(ch: int) -> int:
     return math.gcd(32, ch)
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of (possibly fractional) timesteps ``t [B] -> [B, dim]``."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    return F.pad(emb, (0, dim % 2))
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -350,7 +341,10 @@ class EditorUNet(nn.Module):
                 m[:, :valid] = True
                 masks.append(m)
 
-        emb = self.time_embed(timestep_embedding(t, c.model_channels).to(z_t.dtype))
+        # sinusoidal embedding of (possibly fractional) timesteps, [B] -> [B, C] (cos, sin)
+        t_emb = get_timestep_embedding(t, c.model_channels, flip_sin_to_cos=True,
+                                       downscale_freq_shift=0)
+        emb = self.time_embed(t_emb.to(z_t.dtype))
         ctx, ctx_mask = self._text_context(text, text_mask, b, z_t)
         cond: dict[str, Any] = {"text": ctx, "text_mask": ctx_mask}
         feats = self.source_encoder(z_src) if self.source_encoder is not None else None
