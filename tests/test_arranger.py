@@ -9,18 +9,20 @@ import mir_eval
 import numpy as np
 import pytest
 
+from instructme import vocab
 from instructme.data.arranger import (
     ROLE_RANGES,
     STYLE_DESCRIPTIONS,
+    STYLE_SPECS,
     STYLES,
     arrange_group,
     generate_progression,
     replacement_programs,
 )
 from instructme.data.harmony import parse_chord, parse_key, voice_chord
-from instructme.data.instruments import program_to_class
 from instructme.data.score import Part, Song
 from instructme.errors import InstructMEError
+from instructme.vocab import program_to_class
 
 REQUIRED = ("pop", "rock", "jazz", "funk", "ballad", "electronic", "latin", "orchestral")
 
@@ -44,6 +46,7 @@ def all_styles() -> list[Song]:
 
 def test_styles_exported() -> None:
     assert set(REQUIRED) <= set(STYLES)
+    assert tuple(STYLE_SPECS) == vocab.STYLES  # one spec per style of the vocabulary, in order
     assert len(set(STYLES)) == len(STYLES) >= 8
     assert all(STYLE_DESCRIPTIONS[s].strip() for s in STYLES)
 

@@ -13,7 +13,6 @@ from synth_songs import SR, make_dataset, tone
 
 from instructme.checkpoint import load_model, save_model
 from instructme.cli import main
-from instructme.data.instruments import INSTRUMENT_CLASSES
 from instructme.models.classifier import ClassifierConfig, InstrumentClassifier
 from instructme.training.classifier import (
     IGNORE_STYLE,
@@ -24,6 +23,7 @@ from instructme.training.classifier import (
     train_classifier,
 )
 from instructme.training.stem_mixes import MixSpec, draw_mix, load_songs
+from instructme.vocab import INSTRUMENT_CLASSES
 
 
 def test_shapes_and_probabilities():
@@ -125,7 +125,7 @@ def test_trainer_eval_and_cli(data, tmp_path, capsys):
     assert 0.0 <= metrics["macro_f1"] <= 1.0
     assert metrics["per_class"]["piano"]["support"] + metrics["per_class"]["strings"][
         "support"] > 0
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "logs.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [4, 6]
     assert (out / "loss.png").stat().st_size > 0
     model = load_model(InstrumentClassifier, out)

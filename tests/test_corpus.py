@@ -16,9 +16,9 @@ from instructme.data.corpus import (
     song_id_for,
     variant_program,
 )
-from instructme.data.instruments import program_to_class
 from instructme.data.score import ChordSegment, Note, Part, Song
 from instructme.errors import InstructMEError
+from instructme.vocab import program_to_class
 
 CHORALE = "bach/bwv269"  # G major, 3/4, pickup bar, 4 voices, no tempo mark
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from instructme.data.instruments import INSTRUMENT_CLASSES
 from instructme.errors import InstructionError, InstructMEError
 from instructme.metrics.instruction_accuracy import (
     Probs,
@@ -14,6 +13,7 @@ from instructme.metrics.instruction_accuracy import (
     instruction_obeyed,
     judge,
 )
+from instructme.vocab import INSTRUMENT_CLASSES
 
 STYLES = ["pop", "rock", "jazz"]
 

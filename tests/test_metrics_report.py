@@ -11,11 +11,11 @@ import soundfile as sf
 import torch
 
 from instructme.cli import main
-from instructme.data.instruments import INSTRUMENT_CLASSES
 from instructme.errors import ManifestError
 from instructme.metrics.embeddings import LogMelStatsEmbedding, classifier_embedding
 from instructme.metrics.pch_ioi import PITCH_CLASSES, pitch_class_histogram
 from instructme.metrics.report import Analyzers, evaluate_edits
+from instructme.vocab import INSTRUMENT_CLASSES
 
 SR = 16000
 SONG_SECONDS = 3.0

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instructme.data.instructions import parse_instruction
-from instructme.data.triplets import SongStems, TripletBuilder, assign_splits
+from instructme.data.triplets import TripletBuilder, TripletSong, assign_splits
+from instructme.instructions import parse_instruction
 
 HZ = 10.0
 
@@ -25,7 +25,7 @@ def _song(song_id="g1-pop", group="g1", style="pop", seconds=60.0, silent_piano_
     act = {n: np.ones(frames, dtype=bool) for n in [*stems, *variants]}
     if silent_piano_after is not None:
         act["s02-piano"][int(silent_piano_after * HZ):] = False
-    return SongStems(song_id, group, style, seconds, stems, variants, act, HZ)
+    return TripletSong(song_id, group, style, seconds, stems, variants, act, HZ)
 
 
 def _names(paths):

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from web_support import Client, GatedPipeline, multipart, tiny_pipeline, wav_bytes, write_wav
 
-from instructme.data.instructions import parse_instruction
+from instructme.instructions import parse_instruction
 from instructme.web.app import StudioSettings, create_app
 from instructme.web.server import is_loopback, start_in_thread
 from instructme.web.store import AudioStore

@@ -12,7 +12,8 @@ pad, and may only move the melody by octaves and change its articulation. So rem
 are time-aligned and keep the melody's pitch classes and onsets and the chords (styles that
 play sevenths label them: "C:maj" becomes "C:maj7" in jazz, the same major/minor triad).
 
-Styles, timings and pools are in :data:`STYLE_SPECS`; the music itself comes from
+Styles, timings and pools are in :data:`STYLE_SPECS` (one per style of
+:data:`instructme.vocab.STYLES`, in that order); the music itself comes from
 :mod:`~instructme.data.harmony`, :mod:`~instructme.data.melody`,
 :mod:`~instructme.data.grooves` and :mod:`~instructme.data.accompaniment`.
 """
@@ -50,10 +51,10 @@ from instructme.data.harmony import (
     parse_key,
     scale_pcs,
 )
-from instructme.data.instruments import program_to_class
 from instructme.data.melody import generate_melody
 from instructme.data.score import ChordSegment, Note, Part, Song
 from instructme.errors import InstructMEError
+from instructme.vocab import STYLES, program_to_class
 
 __all__ = [
     "ROLE_RANGES", "STYLES", "STYLE_DESCRIPTIONS", "STYLE_SPECS", "StyleSpec", "arrange_group",
@@ -170,7 +171,6 @@ STYLE_SPECS: dict[str, StyleSpec] = {
         bass_patterns=("bossa",), feels=(1.0, 2.0), pad_prob=0.3, velocity_offset=-8,
         enrich="sevenths", comp_patterns={"*": ("bossa_comp",)}),
 }
-STYLES: tuple[str, ...] = tuple(STYLE_SPECS)
 STYLE_DESCRIPTIONS: dict[str, str] = {k: v.description for k, v in STYLE_SPECS.items()}
 
 #: Programs any style may use when a part is re-orchestrated ("replace X with Y").

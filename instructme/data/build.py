@@ -26,10 +26,12 @@ from tqdm import tqdm
 
 from instructme import audio
 from instructme.config import DataConfig
+from instructme.data.dataset import read_activity, read_song
 from instructme.data.score import Part, Song
-from instructme.data.triplets import SongStems, TripletBuilder, assign_splits
+from instructme.data.triplets import TripletBuilder, TripletSong, assign_splits
 from instructme.errors import InstructMEError, ManifestError
 from instructme.fileio import atomic_path, atomic_write_json, atomic_write_jsonl
+from instructme.vocab import STYLES
 
 ACTIVITY_HZ = 10.0
 #: Fraction of arranger groups whose progression is taken from a corpus piece.
@@ -54,7 +56,6 @@ def plan_jobs(cfg: DataConfig, seed: int, stems: str | Path | None = None,
 
         return [{"key": f"stems-{safe_name(song.song_id)}", "kind": "stems",
                  "seed": seed, **stem_song_job(song)} for song in load_stems(stems, layout)]
-    from instructme.data.arranger import STYLES
     from instructme.data.corpus import list_corpus_pieces, song_id_for
 
     rng = np.random.default_rng(seed)
@@ -102,7 +103,7 @@ def _songs_for_job(job: dict[str, Any], cfg: DataConfig) -> list[Song]:
 def _replacement_program(song: Song, part: Part, rng: np.random.Generator) -> int | None:
     from instructme.data.arranger import replacement_programs
     from instructme.data.corpus import variant_program
-    from instructme.data.instruments import program_to_class
+    from instructme.vocab import program_to_class
 
     present = {p.instrument for p in song.parts}
     if song.source != "arranger":
@@ -139,7 +140,7 @@ def render_song(song: Song, root: Path, cfg: DataConfig, rng: np.random.Generato
         program = _replacement_program(song, part, rng)
         if program is None:
             continue
-        from instructme.data.instruments import program_to_class
+        from instructme.vocab import program_to_class
 
         new = Part(part.name, program, program_to_class(program) or "other", part.role,
                    part.notes, part.is_drum)
@@ -207,17 +208,11 @@ def run_job(args: tuple[dict[str, Any], str, dict[str, Any]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- triplets
-def load_song_stems(root: Path, song_id: str) -> tuple[dict[str, Any], SongStems]:
-    d = json.loads((root / "songs" / song_id / "song.json").read_text())
-    with np.load(root / "songs" / song_id / "activity.npz") as z:
-        acts = {k: z[k] for k in z.files}
-    return d, SongStems.from_song_json(d, acts, d.get("activity_hz", ACTIVITY_HZ))
-
-
 def write_manifests(root: Path, cfg: DataConfig, seed: int, song_ids: list[str]) -> dict:
     """Split songs by group and write ``manifests/<split>.jsonl``; returns counts."""
-    songs = {sid: load_song_stems(root, sid)[1] for sid in sorted(song_ids)}
-    groups: dict[str, list[SongStems]] = {}
+    songs = {sid: TripletSong.from_song(read_song(root, sid), read_activity(root, sid))
+             for sid in sorted(song_ids)}
+    groups: dict[str, list[TripletSong]] = {}
     for s in songs.values():
         groups.setdefault(s.group, []).append(s)
     split_of = assign_splits(list(groups), cfg.val_fraction, cfg.test_fraction, seed)

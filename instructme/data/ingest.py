@@ -19,8 +19,8 @@ from instructme import audio
 from instructme.config import DataConfig
 from instructme.data.score import Song
 from instructme.data.stems import StemSong
-from instructme.data.triplets import UNNAMED as OTHER
 from instructme.fileio import atomic_path, atomic_write_json
+from instructme.vocab import UNNAMED as OTHER
 
 HEADROOM_PEAK = 0.891  # -1 dBFS
 

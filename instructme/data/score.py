@@ -25,7 +25,7 @@ class Note:
 @dataclass
 class Part:
     """One stem. ``role`` is musical (melody, bass, comp, pad, drums, voice);
-    ``instrument`` is the instrument class (see :mod:`instructme.data.instruments`)."""
+    ``instrument`` is the instrument class (see :mod:`instructme.vocab`)."""
 
     name: str
     program: int

@@ -3,7 +3,7 @@
 InstructME (arXiv 2308.14360, Sec. 4.1) trains on multitrack music where every instrument
 is a separate stem, so add/remove/extract/replace targets are exact sums of stems. This
 module only *describes* such data -- which stems a song has, where their files are and
-which instrument class (:data:`~instructme.data.instruments.INSTRUMENT_CLASSES`) each one
+which instrument class (:data:`~instructme.vocab.INSTRUMENT_CLASSES`) each one
 is -- as a list of :class:`StemSong`; no audio is read here.
 
 Layouts::
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from instructme.data.instruments import program_to_class, resolve_instrument
 from instructme.errors import ManifestError
+from instructme.vocab import program_to_class, resolve_instrument
 
 log = logging.getLogger(__name__)
 

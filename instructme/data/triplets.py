@@ -24,15 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from instructme.data.instructions import make_instruction
-
-TASKS: tuple[str, ...] = ("add", "remove", "extract", "replace", "remix", "multiround")
-#: Instrument name of stems no instruction can name (see :mod:`instructme.data.ingest`).
-UNNAMED = "other"
+from instructme.data.dataset import SongInfo
+from instructme.instructions import make_instruction
+from instructme.vocab import UNNAMED
 
 
 @dataclass
-class SongStems:
+class TripletSong:
     """What triplet building needs to know about one rendered song.
 
     ``stems`` maps stem name -> (relative path, instrument class); ``variants`` maps a variant
@@ -50,16 +48,19 @@ class SongStems:
     activity_hz: float = 10.0
 
     @classmethod
-    def from_song_json(cls, song: dict[str, Any], activity: dict[str, np.ndarray],
-                       activity_hz: float) -> SongStems:
-        stems, variants = {}, {}
-        for name, s in song["stems"].items():
-            if s.get("variant_of"):
-                variants[name] = (s["path"], s["instrument"], s["variant_of"])
+    def from_song(cls, song: SongInfo, activity: dict[str, np.ndarray]) -> TripletSong:
+        """The triplet view of a dataset song (:func:`~instructme.data.dataset.read_song`)."""
+        stems: dict[str, tuple[str, str]] = {}
+        variants: dict[str, tuple[str, str, str]] = {}
+        for name, s in song.stems.items():
+            inst = s.instrument or UNNAMED
+            if s.variant_of:
+                variants[name] = (s.path, inst, s.variant_of)
             else:
-                stems[name] = (s["path"], s["instrument"])
-        return cls(song["song_id"], song["group"], song.get("style"), float(song["duration"]),
-                   stems, variants, activity, activity_hz)
+                stems[name] = (s.path, inst)
+        # A song without a group (none written by ``data build``) is a group of its own.
+        return cls(str(song.meta.get("song_id", song.song_id)), song.group or song.song_id,
+                   song.style, song.duration, stems, variants, activity, song.activity_hz)
 
     def classes(self) -> dict[str, list[str]]:
         """Instrument class -> stem names of that class (non-variant stems that may be edited:
@@ -87,9 +88,9 @@ class SongStems:
         return float(np.logical_or.reduce(masks).mean())
 
 
-def _record(song: SongStems, task: str, instruction: str, args: dict[str, Any], start: float,
+def _record(song: TripletSong, task: str, instruction: str, args: dict[str, Any], start: float,
             duration: float, source: Sequence[str], target: Sequence[str], edited: Sequence[str],
-            target_song: SongStems | None = None, **extra: Any) -> dict[str, Any]:
+            target_song: TripletSong | None = None, **extra: Any) -> dict[str, Any]:
     tsong = target_song or song
     return {
         "task": task, "instruction": instruction, "args": args, "song": song.song_id,
@@ -115,13 +116,13 @@ class TripletBuilder:
         self.tries = tries
 
     # -- windows ---------------------------------------------------------------------------
-    def _offset(self, song: SongStems, rng: np.random.Generator) -> float | None:
+    def _offset(self, song: TripletSong, rng: np.random.Generator) -> float | None:
         span = song.duration - self.window
         if span < 0:
             return None
         return float(rng.uniform(0.0, span)) if span > 0 else 0.0
 
-    def _find_window(self, song: SongStems, rng: np.random.Generator,
+    def _find_window(self, song: TripletSong, rng: np.random.Generator,
                      need: Sequence[Sequence[str]]) -> float | None:
         """A random offset where every stem group in ``need`` is active enough."""
         for _ in range(self.tries):
@@ -134,7 +135,7 @@ class TripletBuilder:
         return None
 
     # -- single-round tasks ----------------------------------------------------------------
-    def add_remove_extract(self, song: SongStems, task: str,
+    def add_remove_extract(self, song: TripletSong, task: str,
                            rng: np.random.Generator) -> dict[str, Any] | None:
         classes = song.classes()
         if not classes:
@@ -156,7 +157,7 @@ class TripletBuilder:
             return _record(song, task, text, args, start, self.window, everything, rest, x)
         return _record(song, task, text, args, start, self.window, everything, x, x)
 
-    def replace(self, song: SongStems, rng: np.random.Generator) -> dict[str, Any] | None:
+    def replace(self, song: TripletSong, rng: np.random.Generator) -> dict[str, Any] | None:
         classes = song.classes()
         options = [
             (v, orig) for v, (_, vinst, orig) in sorted(song.variants.items())
@@ -174,7 +175,7 @@ class TripletBuilder:
         target = [n for n in source if n != orig] + [variant]
         return _record(song, "replace", text, args, start, self.window, source, target, [variant])
 
-    def remix(self, song: SongStems, siblings: Sequence[SongStems],
+    def remix(self, song: TripletSong, siblings: Sequence[TripletSong],
               rng: np.random.Generator) -> dict[str, Any] | None:
         others = [s for s in siblings if s.song_id != song.song_id and s.style]
         if not others:
@@ -196,7 +197,7 @@ class TripletBuilder:
         return None
 
     # -- multi-round ----------------------------------------------------------------------
-    def multiround(self, song: SongStems, rng: np.random.Generator,
+    def multiround(self, song: TripletSong, rng: np.random.Generator,
                    rounds: int | None = None) -> dict[str, Any] | None:
         """A chain of 2-3 add/remove/replace edits; each round's source is the last target."""
         classes = song.classes()
@@ -254,7 +255,7 @@ class TripletBuilder:
         return rec
 
     # -- everything for one song ------------------------------------------------------------
-    def build_song(self, song: SongStems, siblings: Sequence[SongStems], windows: int,
+    def build_song(self, song: TripletSong, siblings: Sequence[TripletSong], windows: int,
                    multiround: int, rng: np.random.Generator) -> list[dict[str, Any]]:
         """``windows`` triplets of each single-round task plus ``multiround`` chains."""
         out: list[dict[str, Any]] = []

@@ -2,7 +2,7 @@
 
 InstructME (arXiv 2308.14360, Sec. 5) measures text relevance with classifiers run on the
 edited music. Here an instrument-activity classifier (multi-label over
-:data:`~instructme.data.instruments.INSTRUMENT_CLASSES`) and a style classifier judge each
+:data:`~instructme.vocab.INSTRUMENT_CLASSES`) and a style classifier judge each
 edit from the class probabilities of the SOURCE and of the OUTPUT. With "present" meaning
 ``prob >= threshold``:
 
@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from instructme.data.instruments import INSTRUMENT_CLASSES
 from instructme.errors import InstructionError, InstructMEError
+from instructme.vocab import INSTRUMENT_CLASSES, TASKS
 
-TASKS = ("add", "remove", "extract", "replace", "remix", "multiround")
 DEFAULT_THRESHOLD = 0.5
 
 

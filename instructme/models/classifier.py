@@ -4,7 +4,7 @@ InstructME (arXiv 2308.14360, evaluation metrics) scores edits by whether the in
 carried out (add X: X present, remove X: X absent, extract X: only X, replace X with Y,
 remix to a style) and by Fréchet audio distance. No pretrained audio tagger loads offline
 here, so this model is trained on the project's rendered stems: a multi-label head over
-:data:`~instructme.data.instruments.INSTRUMENT_CLASSES` (which classes sound in a clip) and a
+:data:`~instructme.vocab.INSTRUMENT_CLASSES` (which classes sound in a clip) and a
 single-label head over the arranger styles. Its penultimate layer is the FAD embedding.
 
 Architecture (a small PANN-style CNN): log-mel spectrogram
@@ -24,22 +24,13 @@ import torch
 from torch import nn
 
 from instructme.config import SAMPLE_RATE, Config
-from instructme.data.instruments import INSTRUMENT_CLASSES
 from instructme.models.features import LogMelSpectrogram
-
-#: Used when ``instructme.data.arranger`` is not importable (order matters: head outputs).
-FALLBACK_STYLES: tuple[str, ...] = (
-    "pop", "rock", "jazz", "funk", "ballad", "electronic", "latin", "orchestral",
-)
+from instructme.vocab import INSTRUMENT_CLASSES, STYLES
 
 
 def default_styles() -> tuple[str, ...]:
-    """The arranger's styles (the remix vocabulary), or :data:`FALLBACK_STYLES`."""
-    try:
-        from instructme.data.arranger import STYLES
-    except ImportError:
-        return FALLBACK_STYLES
-    return tuple(str(s) for s in STYLES)
+    """The arranger's styles (the remix vocabulary, :data:`instructme.vocab.STYLES`)."""
+    return STYLES
 
 
 @dataclasses.dataclass
@@ -56,7 +47,7 @@ class ClassifierConfig(Config):
     embed_dim: int = 128
     dropout: float = 0.2
     instruments: tuple[str, ...] = INSTRUMENT_CLASSES
-    styles: tuple[str, ...] = FALLBACK_STYLES
+    styles: tuple[str, ...] = STYLES
     #: Per-instrument presence thresholds calibrated on validation mixes
     #: (``instructme eval classifier --calibrate``); None: 0.5 for every class.
     thresholds: tuple[float, ...] | None = None

@@ -1,11 +1,16 @@
-"""Instrument classes: the vocabulary of add/remove/extract/replace instructions.
+"""The project's vocabulary: instrument classes, styles and tasks (the single source of them).
 
+Instructions (:mod:`instructme.instructions`), the procedural music, dataset building, the
+classifier's heads and the metrics all name instruments, styles and tasks with these lists.
 General MIDI programs (0-127) map to instrument classes by GM family; dataset loaders
 (Slakh2100 class names, MUSDB18 stem names) map onto the same classes. Synonyms let
-instructions say "keys", "violins", "sax", "beat", ...
+instructions say "keys", "violins", "sax", "beat", "edm", "salsa", ...
 """
 
 from __future__ import annotations
+
+#: Edit tasks (InstructME, arXiv 2308.14360, Sec. 3.1): the ``task`` of every instruction.
+TASKS: tuple[str, ...] = ("add", "remove", "extract", "replace", "remix", "multiround")
 
 #: Instrument classes, in a fixed order (classifier outputs use this order).
 INSTRUMENT_CLASSES: tuple[str, ...] = (
@@ -73,6 +78,51 @@ SYNONYMS: dict[str, str] = {
     "vocals": "vocals", "vocal": "vocals", "voice": "vocals", "singer": "vocals",
     "singing": "vocals", "lead vocals": "vocals",
 }
+
+
+#: Instrument name of stems no instruction can name (e.g. MUSDB18's "other"): such stems are
+#: in every mix but never edited.
+UNNAMED = "other"
+
+#: Styles the procedural arranger renders, in its order (the remix vocabulary; the default
+#: order of the classifier's style head).
+STYLES: tuple[str, ...] = (
+    "pop", "rock", "jazz", "funk", "ballad", "electronic", "latin", "orchestral", "reggae",
+    "country", "bossa",
+)
+
+#: Broad styles instructions name; every style of :data:`STYLES` is one of these or one of
+#: :data:`SUBSTYLES`.
+KNOWN_STYLES: tuple[str, ...] = (
+    "pop", "rock", "jazz", "funk", "ballad", "electronic", "latin", "orchestral", "country",
+    "reggae",
+)
+
+#: Style words (lower case) -> style.
+STYLE_SYNONYMS: dict[str, str] = {
+    "pop": "pop", "poppy": "pop", "pop music": "pop",
+    "rock": "rock", "hard rock": "rock", "rock n roll": "rock", "rock and roll": "rock",
+    "rock'n'roll": "rock", "punk": "rock", "metal": "rock", "grunge": "rock",
+    "jazz": "jazz", "jazzy": "jazz", "swing": "jazz", "bebop": "jazz", "big band": "jazz",
+    "funk": "funk", "funky": "funk", "disco": "funk",
+    "ballad": "ballad", "slow": "ballad", "slow ballad": "ballad", "power ballad": "ballad",
+    "love song": "ballad",
+    "electronic": "electronic", "electro": "electronic", "edm": "electronic",
+    "techno": "electronic", "house": "electronic", "dance": "electronic",
+    "electronica": "electronic", "trance": "electronic", "synthwave": "electronic",
+    "latin": "latin", "latino": "latin", "latin jazz": "latin", "bossa": "latin",
+    "bossa nova": "latin", "salsa": "latin", "samba": "latin", "cumbia": "latin",
+    "reggaeton": "latin", "tango": "latin",
+    "orchestral": "orchestral", "classical": "orchestral", "symphonic": "orchestral",
+    "orchestra": "orchestral", "symphony": "orchestral", "cinematic": "orchestral",
+    "country": "country", "country music": "country", "bluegrass": "country",
+    "western": "country", "country and western": "country",
+    "reggae": "reggae", "ska": "reggae", "dub": "reggae", "dancehall": "reggae",
+}
+
+#: Styles that are synonyms of a broader one unless the arranger renders them on their own
+#: (then their words resolve to them): style -> its words.
+SUBSTYLES: dict[str, tuple[str, ...]] = {"bossa": ("bossa", "bossa nova", "bossanova")}
 
 
 def program_to_class(program: int, is_drum: bool = False) -> str | None:

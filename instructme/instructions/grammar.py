@@ -1,4 +1,4 @@
-"""Patterns that recognise instruction phrasings; used by :mod:`instructme.data.instructions`.
+"""The instruction grammar: the patterns that recognise phrasings (see :mod:`.parse`).
 
 Text is first cleaned (lower case, punctuation dropped, politeness such as "could you ...
 please" removed), then matched in full against the ordered :data:`PATTERNS`. Slots ``x``
