@@ -1,7 +1,10 @@
-"""Torch datasets over triplet manifests: mixes are summed from stems on the fly.
+"""Reading a dataset folder: its songs, its manifests, and triplets whose mixes are summed
+from stems on the fly.
 
-A dataset folder (``instructme data build``) holds ``songs/<id>/song.json`` + stems and
-``manifests/{train,val,test}.jsonl``. :class:`TripletDataset` yields, per triplet::
+A dataset folder (``instructme data build``) holds ``build.json``, ``songs/<id>/song.json`` +
+stems + ``activity.npz`` and ``manifests/{train,val,test}.jsonl`` (+ ``splits.json``).
+:func:`read_song` is the one reader of a ``song.json`` (triplet building, the VAE crops and
+the analysis models' mixes all go through it). :class:`TripletDataset` yields, per triplet::
 
     {"id", "task", "instruction", "args", "song",
      "source": float32 [N], "target": float32 [N],     # N = duration * sample_rate
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,8 +28,96 @@ import torch
 from instructme.data.score import ChordSegment
 from instructme.errors import ManifestError
 
-SPLITS = ("train", "val", "test")
+#: The splits of a dataset folder (songs of one group share a split).
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 _REQUIRED = ("id", "task", "instruction", "song", "start", "duration", "source", "target")
+
+
+@dataclass
+class StemInfo:
+    """One stem of a song: ``path`` relative to the dataset folder; ``variant_of`` names the
+    stem a "replace" variant re-renders (``None`` for a stem of the mix)."""
+
+    name: str
+    path: str
+    instrument: str | None
+    variant_of: str | None = None
+
+
+@dataclass
+class SongInfo:
+    """A song of a dataset folder as its ``song.json`` describes it.
+
+    ``stems`` keeps the file's order (triplet building draws from it); ``meta`` is the whole
+    ``song.json`` (tempo, key, parts, source, ...).
+    """
+
+    song_id: str
+    stems: dict[str, StemInfo]
+    chords: list[ChordSegment]
+    meta: dict[str, Any]
+
+    @property
+    def group(self) -> str | None:
+        return self.meta.get("group")
+
+    @property
+    def style(self) -> str | None:
+        return self.meta.get("style")
+
+    @property
+    def duration(self) -> float:
+        try:
+            return float(self.meta["duration"])
+        except (KeyError, TypeError, ValueError):
+            raise ManifestError(f"song {self.song_id}: song.json has no duration") from None
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.meta.get("sample_rate", 16_000))
+
+    @property
+    def activity_hz(self) -> float:
+        return float(self.meta.get("activity_hz", 10.0))
+
+
+def song_dir(root: str | Path, song_id: str) -> Path:
+    """``root/songs/<song_id>``: a song's stems, ``song.json`` and ``activity.npz``."""
+    return Path(root) / "songs" / song_id
+
+
+def read_song(root: str | Path, song_id: str) -> SongInfo:
+    """Parse ``songs/<song_id>/song.json``; a missing or malformed file is a ManifestError."""
+    path = song_dir(root, song_id) / "song.json"
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: song metadata not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path}: unreadable ({e})") from None
+    try:
+        stems = {str(name): StemInfo(str(name), str(s["path"]), s.get("instrument"),
+                                     s.get("variant_of"))
+                 for name, s in d.get("stems", {}).items()}
+        chords = [ChordSegment(float(c["start"]), float(c["end"]), str(c["label"]))
+                  for c in d.get("chords", [])]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise ManifestError(f"{path}: not a song.json (stems need a 'path', chords a "
+                            "'start', 'end' and 'label')") from None
+    return SongInfo(song_id, stems, chords, d)
+
+
+def read_activity(root: str | Path, song_id: str, missing_ok: bool = False
+                  ) -> dict[str, np.ndarray]:
+    """Stem name -> activity mask ``[F]`` (``SongInfo.activity_hz`` frames per second) from
+    ``activity.npz``; ``{}`` if the file is missing and ``missing_ok``."""
+    path = song_dir(root, song_id) / "activity.npz"
+    if not path.is_file():
+        if missing_ok:
+            return {}
+        raise ManifestError(f"{path}: activity masks not found")
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
 
 
 def read_build_info(root: str | Path) -> dict[str, Any]:
@@ -86,16 +178,15 @@ def load_window(root: str | Path, paths: Sequence[str], start: float, duration: 
 
 
 @lru_cache(maxsize=4096)
-def _song_chords(song_json: str) -> tuple[tuple[float, float, str], ...]:
-    d = json.loads(Path(song_json).read_text())
-    return tuple((c["start"], c["end"], c["label"]) for c in d.get("chords", []))
+def _song_chords(root: str, song_id: str) -> tuple[tuple[float, float, str], ...]:
+    return tuple((c.start, c.end, c.label) for c in read_song(root, song_id).chords)
 
 
 def window_chords(root: str | Path, song_id: str, start: float,
                   duration: float) -> list[ChordSegment]:
     """Chord segments of a song clipped to a window, times relative to the window start."""
     out = []
-    for s, e, label in _song_chords(str(Path(root) / "songs" / song_id / "song.json")):
+    for s, e, label in _song_chords(str(root), song_id):
         if e <= start or s >= start + duration:
             continue
         out.append(ChordSegment(max(s, start) - start, min(e, start + duration) - start, label))

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from instructme.data.dataset import SPLITS, read_build_info, read_manifest
+from instructme.data.dataset import SPLITS, read_build_info, read_manifest, read_song
 
 
 def dataset_stats(root: str | Path) -> dict[str, Any]:
@@ -26,18 +26,18 @@ def dataset_stats(root: str | Path) -> dict[str, Any]:
     n_stems = n_variants = 0
     stem_hours = 0.0
     for sid in songs:
-        d = json.loads((root / "songs" / sid / "song.json").read_text())
-        h = float(d["duration"]) / 3600.0
+        song = read_song(root, sid)
+        h = song.duration / 3600.0
         song_hours[split_of.get(sid, "unsplit")] += h
-        style_hours[d.get("style") or "corpus"] += h
-        source_hours[d["source"]] += h
-        for s in d["stems"].values():
-            if s.get("variant_of"):
+        style_hours[song.style or "corpus"] += h
+        source_hours[song.meta["source"]] += h
+        for s in song.stems.values():
+            if s.variant_of:
                 n_variants += 1
             else:
                 n_stems += 1
                 stem_hours += h
-                instrument_stem_hours[s["instrument"]] += h
+                instrument_stem_hours[str(s.instrument)] += h
     task_count: Counter[str] = Counter()
     task_hours: Counter[str] = Counter()
     split_count: Counter[str] = Counter()

@@ -16,15 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import soundfile as sf
 
+from instructme.data.dataset import SPLITS, read_activity, read_song, song_dir
 from instructme.data.score import ChordSegment
 from instructme.errors import ManifestError
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -109,24 +107,15 @@ def load_songs(root: str | Path, splits: tuple[str, ...] = ("train",),
 
 
 def load_song(root: Path, song_id: str, split: str) -> SongRef:
-    song_dir = root / "songs" / song_id
-    try:
-        d: dict[str, Any] = json.loads((song_dir / "song.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{song_dir}/song.json: unreadable ({e})") from None
-    stems = [StemRef(name, root / s["path"], s["instrument"], s.get("variant_of"))
-             for name, s in sorted(d.get("stems", {}).items())]
+    """One song (:func:`~instructme.data.dataset.read_song`) with its activity masks."""
+    song = read_song(root, song_id)
+    stems = [StemRef(name, root / s.path, str(s.instrument), s.variant_of)
+             for name, s in sorted(song.stems.items())]
     if not stems:
-        raise ManifestError(f"{song_dir}: song has no stems")
-    activity: dict[str, np.ndarray] = {}
-    act_path = song_dir / "activity.npz"
-    if act_path.is_file():
-        with np.load(act_path) as z:
-            activity = {k: z[k].astype(bool) for k in z.files}
-    chords = [ChordSegment(float(c["start"]), float(c["end"]), str(c["label"]))
-              for c in d.get("chords", [])]
-    return SongRef(song_id, split, float(d["duration"]), int(d.get("sample_rate", 16000)),
-                   d.get("style"), chords, stems, activity, float(d.get("activity_hz", 10.0)))
+        raise ManifestError(f"{song_dir(root, song_id)}: song has no stems")
+    activity = {k: v.astype(bool) for k, v in read_activity(root, song_id, missing_ok=True).items()}
+    return SongRef(song_id, split, song.duration, song.sample_rate, song.style, song.chords, stems,
+                   activity, song.activity_hz)
 
 
 def read_crop(path: Path, start: int, n: int) -> np.ndarray:

@@ -18,9 +18,8 @@ import numpy as np
 import soundfile as sf
 
 from instructme.data.audio_folder import AudioFile
+from instructme.data.dataset import SPLITS, read_song, song_dir
 from instructme.errors import ManifestError
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -53,23 +52,17 @@ def split_songs(data_dir: str | Path, split: str) -> list[str]:
 
 
 def load_song(data_dir: str | Path, song_id: str) -> SongStems:
-    """Read ``songs/<id>/song.json`` and check its stems exist."""
+    """Read ``songs/<id>/song.json`` (:func:`~instructme.data.dataset.read_song`) and check
+    its stems exist."""
     root = Path(data_dir)
-    path = root / "songs" / song_id / "song.json"
-    try:
-        meta: dict[str, Any] = json.loads(path.read_text())
-        stems = meta["stems"]
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: song metadata not found") from None
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ManifestError(f"{path}: not a song.json with 'stems'") from None
+    path = song_dir(root, song_id) / "song.json"
     mix, everything = [], []
-    for name, info in sorted(stems.items()):
-        p = root / info["path"]
+    for name, info in sorted(read_song(root, song_id).stems.items()):
+        p = root / info.path
         if not p.is_file():
             raise ManifestError(f"{path}: stem {name!r} file {p} is missing")
         everything.append(p)
-        if not info.get("variant_of"):
+        if not info.variant_of:
             mix.append(p)
     if not mix:
         raise ManifestError(f"{path}: song has no stems")
