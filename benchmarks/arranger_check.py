@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--cra-bars", type=int, default=16)
     args = ap.parse_args()
 
-    from instructme.data.arranger import STYLES, arrange_group
+    from instructme.music.arranger import STYLES, arrange_group
 
     arrange_group("warm", ["pop"], seed=0, bars=4)
     t = time.perf_counter()
@@ -38,7 +38,7 @@ def main() -> None:
                  "ms_per_group_all_styles": round(per_group, 1),
                  "ms_per_song": round(per_group / len(STYLES), 2)}
     if args.cra:
-        from instructme.data.render import balance_stems, render_part
+        from instructme.dataset.render import balance_stems, render_part
         from instructme.metrics.chords import cra
         from instructme.metrics.madmom_models import MadmomChordModel
 

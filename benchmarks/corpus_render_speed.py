@@ -21,7 +21,7 @@ import numpy as np
 def _time_loads(paths: list[str], max_seconds: float) -> tuple[float, float, float, list]:
     from music21 import corpus
 
-    from instructme.data.corpus import load_corpus_song
+    from instructme.music.corpus import load_corpus_song
 
     t_parse = t_chordify = t_total = 0.0
     songs = []
@@ -46,8 +46,8 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=120.0)
     args = ap.parse_args()
 
-    from instructme.data.corpus import list_corpus_pieces
-    from instructme.data.render import DEFAULT_SOUNDFONT, render_part
+    from instructme.music.corpus import list_corpus_pieces
+    from instructme.dataset.render import DEFAULT_SOUNDFONT, render_part
 
     t0 = time.perf_counter()
     pieces = list_corpus_pieces(seed=0)

@@ -16,8 +16,8 @@ import shutil
 import tempfile
 import time
 
-from instructme.data.build import build_dataset
-from instructme.data.stats import dataset_stats
+from instructme.dataset.build import build_dataset
+from instructme.dataset.stats import dataset_stats
 
 
 def main() -> None:

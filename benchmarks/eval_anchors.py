@@ -30,7 +30,7 @@ def main() -> None:
 
     import soundfile as sf
 
-    from instructme.data.dataset import load_window, read_manifest
+    from instructme.dataset.folder import load_window, read_manifest
     from instructme.metrics.report import build_analyzers, evaluate_edits
 
     data = Path(args.data)

@@ -40,7 +40,7 @@ def main() -> None:
 
     import torch
 
-    from instructme.data.dataset import load_window, read_build_info, read_manifest
+    from instructme.dataset.folder import load_window, read_build_info, read_manifest
     from instructme.editing.pipeline import EditPipeline
     from instructme.metrics.codec import multiscale_mel_distance
     from instructme.metrics.edit_manifest import record_instructions

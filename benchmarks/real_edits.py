@@ -1,7 +1,7 @@
 """Edits of a real band recording with exact targets: generated mix vs source-preserving output.
 
 The ``stempeg`` package ships a 6 s MUSDB18 excerpt (The Easton Ellises, "Falcon 69") with its
-drums, bass, other and vocals stems (:mod:`instructme.data.packaged_audio`). The source is the
+drums, bass, other and vocals stems (:mod:`instructme.dataset.packaged_audio`). The source is the
 sum of the four stems (scaled to a 0.5 peak, the stems with it); each instruction has an exact
 target made of stems:
 
@@ -43,7 +43,7 @@ def main() -> None:
 
     import torch
 
-    from instructme.data.packaged_audio import packaged_multitrack
+    from instructme.dataset.packaged_audio import packaged_multitrack
     from instructme.editing.pipeline import EditPipeline
     from instructme.metrics.codec import multiscale_mel_distance as mel
 

@@ -16,7 +16,7 @@ from instructme.errors import InstructMEError
 
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
-    from instructme.data.build import build_dataset
+    from instructme.dataset.build import build_dataset
 
     build_dataset(args.out, preset=args.preset, workers=args.workers, seed=args.seed,
                   quiet=args.quiet, stems=args.from_stems, layout=args.layout)
@@ -24,7 +24,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
-    from instructme.data.stats import dataset_stats, format_stats
+    from instructme.dataset.stats import dataset_stats, format_stats
 
     stats = dataset_stats(args.dir)
     print(format_stats(stats))
@@ -32,7 +32,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_import_audio(args: argparse.Namespace) -> int:
-    from instructme.data.audio_folder import import_audio_folder
+    from instructme.dataset.audio_folder import import_audio_folder
 
     listing = import_audio_folder(args.sources, args.out, quiet=args.quiet)
     files = listing["files"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from instructme.audio import load, save
-from instructme.data.dataset import load_window, read_build_info
+from instructme.dataset.folder import load_window, read_build_info
 
 
 def best_window(data: Path, stems: list[str], seconds: float, sr: int) -> float:

@@ -1,4 +1,4 @@
-"""Tests for the procedural multi-style arranger (instructme.data.arranger + helpers)."""
+"""Tests for the procedural multi-style arranger (instructme.music.arranger + helpers)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from instructme import vocab
-from instructme.data.arranger import (
+from instructme.music.arranger import (
     ROLE_RANGES,
     STYLE_DESCRIPTIONS,
     STYLE_SPECS,
@@ -19,8 +19,8 @@ from instructme.data.arranger import (
     generate_progression,
     replacement_programs,
 )
-from instructme.data.harmony import parse_chord, parse_key, voice_chord
-from instructme.data.score import Part, Song
+from instructme.music.harmony import parse_chord, parse_key, voice_chord
+from instructme.music.score import Part, Song
 from instructme.errors import InstructMEError
 from instructme.vocab import program_to_class
 
@@ -274,7 +274,7 @@ def test_to_pretty_midi(all_styles: list[Song]) -> None:
 
 
 def test_render_short_song_every_part_sounds() -> None:
-    render = pytest.importorskip("instructme.data.render")
+    render = pytest.importorskip("instructme.dataset.render")
     try:
         render.check_synth()
     except InstructMEError as e:

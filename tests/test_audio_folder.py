@@ -15,7 +15,7 @@ from test_train_vae import SR, make_dataset
 
 from instructme.checkpoint import load_model
 from instructme.cli import main
-from instructme.data.audio_folder import (
+from instructme.dataset.audio_folder import (
     LISTING,
     import_audio_folder,
     load_audio_folder,

@@ -1,4 +1,4 @@
-"""music21 corpus pieces -> multitrack Songs (instructme.data.corpus)."""
+"""music21 corpus pieces -> multitrack Songs (instructme.music.corpus)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import mir_eval
 import numpy as np
 import pytest
 
-from instructme.data.chord_labels import beat_labels, chord_label, key_label, merge_labels
-from instructme.data.corpus import (
+from instructme.music.chord_labels import beat_labels, chord_label, key_label, merge_labels
+from instructme.music.corpus import (
     bar_progression,
     list_corpus_pieces,
     load_corpus_song,
     song_id_for,
     variant_program,
 )
-from instructme.data.score import ChordSegment, Note, Part, Song
+from instructme.music.score import ChordSegment, Note, Part, Song
 from instructme.errors import InstructMEError
 from instructme.vocab import program_to_class
 

@@ -13,8 +13,8 @@ import pytest
 
 from instructme.cli import main
 from instructme.config import DataConfig
-from instructme.data.build import build_dataset
-from instructme.data.dataset import TripletDataset, read_manifest
+from instructme.dataset.build import build_dataset
+from instructme.dataset.folder import TripletDataset, read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +98,8 @@ def test_deterministic_across_runs_and_worker_counts(tmp_path):
 
 def test_plan_has_one_job_per_song():
     # The corpus holds some pieces in two formats; two jobs for one song id would race.
-    from instructme.data.build import plan_jobs
-    from instructme.data.corpus import song_id_for
+    from instructme.dataset.build import plan_jobs
+    from instructme.music.corpus import song_id_for
 
     jobs = plan_jobs(DataConfig.preset("small"), seed=0)
     corpus = [song_id_for(j["path"]) for j in jobs if j["kind"] == "corpus"]

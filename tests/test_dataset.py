@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from instructme.data.dataset import TripletDataset, load_window, read_manifest, window_chords
+from instructme.dataset.folder import TripletDataset, load_window, read_manifest, window_chords
 from instructme.errors import ManifestError
 
 SR = 16_000

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from instructme.data.score import ChordSegment
+from instructme.music.score import ChordSegment
 from instructme.errors import InstructMEError
 from instructme.metrics.chords import as_segments, cra, recognize, window_segments
 from instructme.metrics.madmom_models import madmom_available

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instructme.data import packaged_audio
+from instructme.dataset import packaged_audio
 from instructme.errors import AudioError
 
 

@@ -1,11 +1,11 @@
-"""FluidSynth stem rendering, stem balance and activity masks (instructme.data.render)."""
+"""FluidSynth stem rendering, stem balance and activity masks (instructme.dataset.render)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from instructme.data.render import (
+from instructme.dataset.render import (
     DEFAULT_SOUNDFONT,
     active_rms,
     activity,
@@ -14,7 +14,7 @@ from instructme.data.render import (
     match_level,
     render_part,
 )
-from instructme.data.score import Note, Part
+from instructme.music.score import Note, Part
 from instructme.errors import DependencyError, InstructMEError
 
 SR = 16_000
@@ -137,7 +137,7 @@ def test_rendered_chorale_matches_its_chord_labels():
     mix than the other pitch classes (times in the score and in the audio agree)."""
     import mir_eval
 
-    from instructme.data.corpus import load_corpus_song
+    from instructme.music.corpus import load_corpus_song
 
     song = load_corpus_song("bach/bwv269", seed=1, max_seconds=12.0)
     stems = {p.name: render_part(p, song.duration) for p in song.parts}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from instructme.checkpoint import load_model
-from instructme.data.render import render_part
-from instructme.data.score import Note, Part
+from instructme.dataset.render import render_part
+from instructme.music.score import Note, Part
 from instructme.models.chord import ChordRecognizer
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

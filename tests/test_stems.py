@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from instructme.data.stems import (
+from instructme.dataset.stems import (
     StemSong,
     detect_layout,
     instrument_from_name,

@@ -119,7 +119,7 @@ def test_multiround_rounds_become_items():
 
 
 def test_cache_contents_match_direct_encoding(cache):
-    from instructme.data.dataset import load_window
+    from instructme.dataset.folder import load_window
 
     tr = LatentCache(cache, "train")
     assert len(tr) == 5 * (6 + 2) and tr.num_frames == 63

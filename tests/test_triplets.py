@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instructme.data.triplets import TripletBuilder, TripletSong, assign_splits
+from instructme.dataset.triplets import TripletBuilder, TripletSong, assign_splits
 from instructme.instructions import parse_instruction
 
 HZ = 10.0

@@ -8,7 +8,7 @@ up to 8 channels, any level) and what the models take (mono ``[N]`` at the model
 the level of the training mixes), and back.
 
 **Level.** Training mixes are sums of balanced stems with the song's peak at -3 dBFS
-(:data:`instructme.data.render.MIX_PEAK_DB`); the input is scaled to that same peak before
+(:data:`instructme.dataset.render.MIX_PEAK_DB`); the input is scaled to that same peak before
 editing, and the output is scaled back by the inverse gain (so it keeps the input's level),
 then made peak-safe.
 

@@ -44,7 +44,7 @@ def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path, *,
     from tqdm import tqdm
 
     from instructme.audio import save
-    from instructme.data.dataset import load_window, read_manifest
+    from instructme.dataset.folder import load_window, read_manifest
     from instructme.metrics.report import dataset_sample_rate, sample_records
 
     manifest, out = Path(manifest), Path(out_dir)

@@ -221,7 +221,7 @@ def evaluate_edits(manifest: str | Path, outputs: str | Path, out_dir: str | Pat
     """
     from tqdm import tqdm
 
-    from instructme.data.dataset import load_window, read_manifest, window_chords
+    from instructme.dataset.folder import load_window, read_manifest, window_chords
     from instructme.metrics import report_format
 
     manifest, outputs, out_dir = Path(manifest), Path(outputs), Path(out_dir)
@@ -401,7 +401,7 @@ def _load_output(path: Path, sr: int, n: int) -> tuple[np.ndarray, int]:
 
 def dataset_sample_rate(data_dir: Path) -> int:
     """The sample rate in ``DATA/build.json`` (the project default when the folder has none)."""
-    from instructme.data.dataset import read_build_info
+    from instructme.dataset.folder import read_build_info
 
     if not (data_dir / "build.json").is_file():
         if not data_dir.is_dir():

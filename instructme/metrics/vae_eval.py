@@ -34,8 +34,8 @@ METRICS = ("mel", "mrstft", "si_sdr", "bass_if")
 def default_real_recordings() -> list[Path]:
     """Real recordings shipped by installed packages (not made by this project) that
     libsndfile reads: music21's 20 s instrument recording
-    (:func:`instructme.data.packaged_audio.music21_test_audio`)."""
-    from instructme.data.packaged_audio import music21_test_audio
+    (:func:`instructme.dataset.packaged_audio.music21_test_audio`)."""
+    from instructme.dataset.packaged_audio import music21_test_audio
 
     path = music21_test_audio()
     return [path] if path is not None else []
@@ -45,7 +45,7 @@ def packaged_band_clips(sample_rate: int) -> tuple[list[tuple[str, np.ndarray]],
                                                    list[tuple[str, np.ndarray]]]:
     """stempeg's real band excerpt (6 s, MUSDB18): ``([mix], [drums, bass, other, vocals])``
     as named mono clips, or two empty lists when stempeg is not installed."""
-    from instructme.data.packaged_audio import STEMPEG_EXAMPLE, packaged_multitrack
+    from instructme.dataset.packaged_audio import STEMPEG_EXAMPLE, packaged_multitrack
 
     tracks = packaged_multitrack(sample_rate)
     if tracks is None:
@@ -107,7 +107,7 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
     if band_stems:
         sets["real stems"] = band_stems
     if extra_audio is not None:
-        from instructme.data.audio_folder import load_audio_folder
+        from instructme.dataset.audio_folder import load_audio_folder
 
         held_out = load_audio_folder(extra_audio, "val", sr)
         sets["recorded music (held out)"] = file_clips(held_out, clips, seconds)

@@ -98,7 +98,7 @@ def build_editor_cache(data_dir: str | Path, cache_dir: str | Path, encode_laten
     (``vae``, ``chord``, ``text``): a cache built with other models is refused. Missing
     splits (e.g. no ``val`` manifest) are skipped. Returns ``cache_dir``.
     """
-    from instructme.data.dataset import read_build_info, read_manifest
+    from instructme.dataset.folder import read_build_info, read_manifest
 
     data_dir, cache = Path(data_dir), Path(cache_dir)
     sr = int(read_build_info(data_dir)["sample_rate"])
@@ -163,7 +163,7 @@ def _encode_split(out: Path, data_dir: Path, items: list[dict[str, Any]],
                   text_index: dict[str, int], encode_latents: Encoder, chord_proba: Encoder | None,
                   meta: dict[str, Any], sr: int, batch_size: int, device: torch.device | str,
                   progress: Callable[[str, int, int], None] | None) -> None:
-    from instructme.data.dataset import load_window
+    from instructme.dataset.folder import load_window
 
     n = len(items)
     dur = max(float(it["duration"]) for it in items)

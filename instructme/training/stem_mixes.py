@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from instructme.data.dataset import SPLITS, read_activity, read_song, song_dir
-from instructme.data.score import ChordSegment
+from instructme.dataset.folder import SPLITS, read_activity, read_song, song_dir
+from instructme.music.score import ChordSegment
 from instructme.errors import ManifestError
 
 
@@ -107,7 +107,7 @@ def load_songs(root: str | Path, splits: tuple[str, ...] = ("train",),
 
 
 def load_song(root: Path, song_id: str, split: str) -> SongRef:
-    """One song (:func:`~instructme.data.dataset.read_song`) with its activity masks."""
+    """One song (:func:`~instructme.dataset.folder.read_song`) with its activity masks."""
     song = read_song(root, song_id)
     stems = [StemRef(name, root / s.path, str(s.instrument), s.variant_of)
              for name, s in sorted(song.stems.items())]

@@ -32,7 +32,7 @@ from torch import nn
 
 from instructme.checkpoint import load_model, save_model
 from instructme.config import Config
-from instructme.data.audio_folder import load_audio_folder
+from instructme.dataset.audio_folder import load_audio_folder
 from instructme.errors import CheckpointError, ManifestError
 from instructme.fileio import atomic_write_json, atomic_write_jsonl, replace_dir
 from instructme.models.discriminator import (

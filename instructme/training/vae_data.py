@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from instructme.data.audio_folder import AudioFile
-from instructme.data.dataset import SPLITS, read_song, song_dir
+from instructme.dataset.audio_folder import AudioFile
+from instructme.dataset.folder import SPLITS, read_song, song_dir
 from instructme.errors import ManifestError
 
 
@@ -52,7 +52,7 @@ def split_songs(data_dir: str | Path, split: str) -> list[str]:
 
 
 def load_song(data_dir: str | Path, song_id: str) -> SongStems:
-    """Read ``songs/<id>/song.json`` (:func:`~instructme.data.dataset.read_song`) and check
+    """Read ``songs/<id>/song.json`` (:func:`~instructme.dataset.folder.read_song`) and check
     its stems exist."""
     root = Path(data_dir)
     path = song_dir(root, song_id) / "song.json"

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from instructme.checkpoint import load_model, read_config, save_model
-from instructme.data.audio_folder import load_audio_folder
+from instructme.dataset.audio_folder import load_audio_folder
 from instructme.errors import CheckpointError
 from instructme.models.vae import AudioVAE
 from instructme.models.vae_sines import SinePrediction

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from instructme.config import SAMPLE_RATE
-from instructme.data.score import Part
+from instructme.music.score import Part
 from instructme.errors import DependencyError, InstructMEError
 
 DEFAULT_SOUNDFONT = os.environ.get("INSTRUCTME_SOUNDFONT",

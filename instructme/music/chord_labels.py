@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from instructme.data.score import ChordSegment, Note, Part
+from instructme.music.score import ChordSegment, Note, Part
 
 _PC_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 #: mir_eval qualities as interval sets; earlier entries win ties.

@@ -11,7 +11,7 @@ Sec. 4.1: remix edits keep melody and chords). The melody
   a long cadence note ending each phrase, exact repetition of a phrase whenever the same
   chords come back (A sections sound the same), and a final note on the tonic;
 - rests wherever the chord is ``"N"``.
-Times are beats on the 4/4 grid of :mod:`instructme.data.harmony`.
+Times are beats on the 4/4 grid of :mod:`instructme.music.harmony`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from instructme.data.harmony import (
+from instructme.music.harmony import (
     BEATS_PER_BAR,
     ChordSlot,
     Ev,

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from instructme.data.score import ChordSegment
+from instructme.music.score import ChordSegment
 from instructme.errors import ManifestError
 
 #: The splits of a dataset folder (songs of one group share a split).

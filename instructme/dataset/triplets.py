@@ -13,7 +13,7 @@ its own stem and ``mix = sum of stems``, each task has an exact target:
 
 The edit unit is the *instrument class* (``remove the strings`` removes every strings stem), so
 an instruction is never ambiguous. Triplets refer to stem files and a time window; mixes are
-summed on the fly (:mod:`instructme.data.dataset`), never stored.
+summed on the fly (:mod:`instructme.dataset.folder`), never stored.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from instructme.data.dataset import SongInfo
+from instructme.dataset.folder import SongInfo
 from instructme.instructions import make_instruction
 from instructme.vocab import UNNAMED
 
@@ -49,7 +49,7 @@ class TripletSong:
 
     @classmethod
     def from_song(cls, song: SongInfo, activity: dict[str, np.ndarray]) -> TripletSong:
-        """The triplet view of a dataset song (:func:`~instructme.data.dataset.read_song`)."""
+        """The triplet view of a dataset song (:func:`~instructme.dataset.folder.read_song`)."""
         stems: dict[str, tuple[str, str]] = {}
         variants: dict[str, tuple[str, str, str]] = {}
         for name, s in song.stems.items():

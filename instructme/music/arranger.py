@@ -1,5 +1,5 @@
 """Procedural multi-style arranger: one song group (melody + progression + tempo + key)
-arranged in several styles, one :class:`~instructme.data.score.Song` per style.
+arranged in several styles, one :class:`~instructme.music.score.Song` per style.
 
 InstructME trains on (source, instruction, target) triplets cut from multitrack music
 (arXiv 2308.14360, Sec. 4.1); remixing ("play this as jazz") needs pairs of songs that share
@@ -14,8 +14,8 @@ play sevenths label them: "C:maj" becomes "C:maj7" in jazz, the same major/minor
 
 Styles, timings and pools are in :data:`STYLE_SPECS` (one per style of
 :data:`instructme.vocab.STYLES`, in that order); the music itself comes from
-:mod:`~instructme.data.harmony`, :mod:`~instructme.data.melody`,
-:mod:`~instructme.data.grooves` and :mod:`~instructme.data.accompaniment`.
+:mod:`~instructme.music.harmony`, :mod:`~instructme.music.melody`,
+:mod:`~instructme.music.grooves` and :mod:`~instructme.music.accompaniment`.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from instructme.data.accompaniment import (
+from instructme.music.accompaniment import (
     BASS_RANGE,
     COMP_RANGE,
     PAD_RANGE,
     bass_events,
     comp_events,
 )
-from instructme.data.grooves import DRUM_RANGE, drum_events
-from instructme.data.harmony import (
+from instructme.music.grooves import DRUM_RANGE, drum_events
+from instructme.music.harmony import (
     BEATS_PER_BAR,
     Chord,
     ChordSlot,
@@ -51,8 +51,8 @@ from instructme.data.harmony import (
     parse_key,
     scale_pcs,
 )
-from instructme.data.melody import generate_melody
-from instructme.data.score import ChordSegment, Note, Part, Song
+from instructme.music.melody import generate_melody
+from instructme.music.score import ChordSegment, Note, Part, Song
 from instructme.errors import InstructMEError
 from instructme.vocab import STYLES, program_to_class
 

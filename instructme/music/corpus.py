@@ -1,4 +1,4 @@
-"""music21 corpus pieces -> multitrack :class:`~instructme.data.score.Song` s.
+"""music21 corpus pieces -> multitrack :class:`~instructme.music.score.Song` s.
 
 The music21 wheel ships real part-writing (Bach chorales, Palestrina masses, Monteverdi
 madrigals, string quartets, ...). Each score part becomes one :class:`Part` (one stem) played by
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from instructme.data.chord_labels import beat_labels, chord_label, key_label, merge_labels
-from instructme.data.score import ChordSegment, Note, Part, Song
+from instructme.music.chord_labels import beat_labels, chord_label, key_label, merge_labels
+from instructme.music.score import ChordSegment, Note, Part, Song
 from instructme.errors import InstructMEError
 from instructme.vocab import program_to_class
 

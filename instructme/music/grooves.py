@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from instructme.data.harmony import BEATS_PER_BAR, Ev, clip_velocity
+from instructme.music.harmony import BEATS_PER_BAR, Ev, clip_velocity
 
 KICK, SIDESTICK, SNARE, CLAP = 36, 37, 38, 39
 CHH, PHH, OHH, CRASH, RIDE = 42, 44, 46, 49, 51

@@ -8,7 +8,7 @@ one song-wide gain, and writes ``songs/<id>/{<stem>.flac, activity.npz, song.jso
 marker in ``jobs/`` is written last, so an interrupted build skips finished jobs.
 
 Stage 2 (fast, deterministic): songs are split by group into train/val/test and
-:class:`~instructme.data.triplets.TripletBuilder` writes ``manifests/<split>.jsonl``.
+:class:`~instructme.dataset.triplets.TripletBuilder` writes ``manifests/<split>.jsonl``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from tqdm import tqdm
 
 from instructme import audio
 from instructme.config import DataConfig
-from instructme.data.dataset import read_activity, read_song
-from instructme.data.score import Part, Song
-from instructme.data.triplets import TripletBuilder, TripletSong, assign_splits
+from instructme.dataset.folder import read_activity, read_song
+from instructme.music.score import Part, Song
+from instructme.dataset.triplets import TripletBuilder, TripletSong, assign_splits
 from instructme.errors import InstructMEError, ManifestError
 from instructme.fileio import atomic_path, atomic_write_json, atomic_write_jsonl
 from instructme.vocab import STYLES
@@ -51,12 +51,12 @@ def plan_jobs(cfg: DataConfig, seed: int, stems: str | Path | None = None,
     songs instead of rendering the corpus and the arranger.
     """
     if stems is not None:
-        from instructme.data.ingest import stem_song_job
-        from instructme.data.stems import load_stems
+        from instructme.dataset.ingest import stem_song_job
+        from instructme.dataset.stems import load_stems
 
         return [{"key": f"stems-{safe_name(song.song_id)}", "kind": "stems",
                  "seed": seed, **stem_song_job(song)} for song in load_stems(stems, layout)]
-    from instructme.data.corpus import list_corpus_pieces, song_id_for
+    from instructme.music.corpus import list_corpus_pieces, song_id_for
 
     rng = np.random.default_rng(seed)
     pieces = list_corpus_pieces(limit=cfg.corpus_pieces, seed=seed) if cfg.corpus_pieces else []
@@ -84,8 +84,8 @@ def plan_jobs(cfg: DataConfig, seed: int, stems: str | Path | None = None,
 
 # ----------------------------------------------------------------------------- rendering
 def _songs_for_job(job: dict[str, Any], cfg: DataConfig) -> list[Song]:
-    from instructme.data.arranger import arrange_group
-    from instructme.data.corpus import bar_progression, load_corpus_song
+    from instructme.music.arranger import arrange_group
+    from instructme.music.corpus import bar_progression, load_corpus_song
 
     if job["kind"] == "corpus":
         return [load_corpus_song(job["path"], seed=job["seed"], max_seconds=cfg.corpus_max_seconds)]
@@ -101,8 +101,8 @@ def _songs_for_job(job: dict[str, Any], cfg: DataConfig) -> list[Song]:
 
 
 def _replacement_program(song: Song, part: Part, rng: np.random.Generator) -> int | None:
-    from instructme.data.arranger import replacement_programs
-    from instructme.data.corpus import variant_program
+    from instructme.music.arranger import replacement_programs
+    from instructme.music.corpus import variant_program
     from instructme.vocab import program_to_class
 
     present = {p.instrument for p in song.parts}
@@ -118,7 +118,7 @@ def _replacement_program(song: Song, part: Part, rng: np.random.Generator) -> in
 
 def render_song(song: Song, root: Path, cfg: DataConfig, rng: np.random.Generator) -> dict:
     """Render, balance and write one song's stems; returns its ``song.json`` dict."""
-    from instructme.data.render import activity, balance_stems, render_part
+    from instructme.dataset.render import activity, balance_stems, render_part
 
     sr = cfg.sample_rate
     song_dir = root / "songs" / song.song_id
@@ -179,7 +179,7 @@ def run_job(args: tuple[dict[str, Any], str, dict[str, Any]]) -> dict[str, Any]:
         return {**json.loads(marker.read_text()), "skipped": True}
     t0 = time.perf_counter()
     if job["kind"] == "stems":
-        from instructme.data.ingest import ingest_song
+        from instructme.dataset.ingest import ingest_song
 
         d = ingest_song(job, root, cfg, ACTIVITY_HZ)
         summary = {"key": job["key"], "songs": [d["song_id"]], "seconds": d["duration"],
@@ -242,7 +242,7 @@ def build_dataset(out: str | Path, preset: str = "small", workers: int | None = 
     ``stems``: import the user's multitrack folder (``layout`` slakh / musdb / folder / auto)
     instead of rendering the corpus and the arranger; ``preset`` then sets windows and splits.
     """
-    from instructme.data.render import check_synth
+    from instructme.dataset.render import check_synth
 
     root = Path(out)
     try:

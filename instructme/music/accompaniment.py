@@ -6,7 +6,7 @@ third, seventh, chromatic/dominant approach to the next root, anticipation of th
 jazz walks (chord tones heading for a chromatic approach note). Comp templates name voiced
 chords, left-hand roots, arpeggio steps, guitar strums (notes staggered low-to-high or
 high-to-low), power chords and montuno octaves. Voicings are voice-led
-(:func:`instructme.data.harmony.voice_chord`); jazz and bossa use shell voicings (root, 3rd,
+(:func:`instructme.music.harmony.voice_chord`); jazz and bossa use shell voicings (root, 3rd,
 7th). The final bar of a song holds the last chord. These supply the bass and chord stems
 that InstructME's add/remove/extract/replace edits act on (arXiv 2308.14360, Sec. 4.1).
 Times are beats; swing is applied later.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from instructme.data.harmony import (
+from instructme.music.harmony import (
     BEATS_PER_BAR,
     Chord,
     ChordSlot,

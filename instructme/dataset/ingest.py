@@ -1,6 +1,6 @@
 """Users' own multitrack stems (Slakh2100, MUSDB18, ``SONG/STEM.wav``) as dataset songs.
 
-:func:`instructme.data.stems.load_stems` lists the stems; here each song's stems are read,
+:func:`instructme.dataset.stems.load_stems` lists the stems; here each song's stems are read,
 resampled to the dataset rate and downmixed (:func:`instructme.audio.load`), padded to one
 length, given one common gain (never a boost) so that the full mix keeps -1 dBFS of headroom,
 and written like a rendered song: ``songs/<id>/<stem>.flac``, ``activity.npz``, ``song.json``.
@@ -17,8 +17,8 @@ import numpy as np
 
 from instructme import audio
 from instructme.config import DataConfig
-from instructme.data.score import Song
-from instructme.data.stems import StemSong
+from instructme.music.score import Song
+from instructme.dataset.stems import StemSong
 from instructme.fileio import atomic_path, atomic_write_json
 from instructme.vocab import UNNAMED as OTHER
 
@@ -27,7 +27,7 @@ HEADROOM_PEAK = 0.891  # -1 dBFS
 
 def stem_song_job(song: StemSong) -> dict[str, Any]:
     """A picklable description of a user's song for a build job."""
-    from instructme.data.build import safe_name
+    from instructme.dataset.build import safe_name
 
     return {
         "song_id": safe_name(song.song_id),
@@ -39,7 +39,7 @@ def stem_song_job(song: StemSong) -> dict[str, Any]:
 def ingest_song(job: dict[str, Any], root: Path, cfg: DataConfig,
                 activity_hz: float) -> dict[str, Any]:
     """Read, resample, level and write one user song; returns its ``song.json`` dict."""
-    from instructme.data.render import activity
+    from instructme.dataset.render import activity
 
     sr = cfg.sample_rate
     song_id = job["song_id"]

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from instructme.data.dataset import SPLITS, read_build_info, read_manifest, read_song
+from instructme.dataset.folder import SPLITS, read_build_info, read_manifest, read_song
 
 
 def dataset_stats(root: str | Path) -> dict[str, Any]:
