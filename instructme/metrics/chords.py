@@ -23,9 +23,11 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+import mir_eval
 import numpy as np
 
 from instructme.errors import InstructMEError
+from instructme.metrics.madmom_models import MadmomChordModel
 
 Segment = tuple[float, float, str]
 
@@ -67,8 +69,6 @@ def cra(estimate: Sequence[Any], reference: Sequence[Any],
     end); gaps on either side are "N". Returns NaN when no segment is comparable (e.g. the
     reference only has chords outside maj/min/N), or when the span is empty.
     """
-    import mir_eval
-
     ref = _clean(as_segments(reference))
     est = _clean(as_segments(estimate))
     if span is None:
@@ -114,8 +114,6 @@ def load_chord_recognizer(spec: str) -> tuple[ChordTranscriber, str]:
     """``"madmom"`` -> the pretrained madmom CNN+CRF; else a model folder of
     ``instructme.models.chord.ChordRecognizer``. Returns ``(recognizer, description)``."""
     if spec == "madmom":
-        from instructme.metrics.madmom_models import MadmomChordModel
-
         model = MadmomChordModel()
         return model, ("madmom pretrained CNN+CRF chord recognizer (Korzeniowski & Widmer 2016), "
                        "not trained on this project's data")

@@ -20,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import librosa
 import numpy as np
 
+from instructme.audio import resample
 from instructme.config import SAMPLE_RATE
 from instructme.errors import InstructMEError
+from instructme.metrics.madmom_models import MADMOM_FPS, MadmomChordModel
 
 
 class Embedder(Protocol):
@@ -66,8 +69,6 @@ class LogMelStatsEmbedding:
         self.window_seconds = window_seconds
 
     def embed(self, x: np.ndarray, sr: int) -> np.ndarray:
-        import librosa
-
         x = np.asarray(x, dtype=np.float32)
         windows = frame_windows(x, sr, self.window_seconds)
         n_fft = int(round(0.025 * sr))
@@ -90,15 +91,11 @@ class MadmomChordEmbedding:
 
     def __init__(self, model: Any = None, window_seconds: float = 1.0) -> None:
         if model is None:
-            from instructme.metrics.madmom_models import MadmomChordModel
-
             model = MadmomChordModel()
         self.model = model
         self.window_seconds = window_seconds
 
     def embed(self, x: np.ndarray, sr: int) -> np.ndarray:
-        from instructme.metrics.madmom_models import MADMOM_FPS
-
         feats = self.model.features(np.asarray(x, dtype=np.float32), sr)  # [T, 128]
         per = max(1, int(round(self.window_seconds * MADMOM_FPS)))
         n_full, rest = divmod(feats.shape[0], per)
@@ -133,8 +130,6 @@ class CallableEmbedding:
     def embed(self, x: np.ndarray, sr: int) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if sr != self.sample_rate:
-            from instructme.audio import resample
-
             x = resample(x, sr, self.sample_rate)
         windows = frame_windows(x, self.sample_rate, self.window_seconds)
         out = []

@@ -14,6 +14,8 @@ changes the scale completely, so every FAD must be reported with the embedding's
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -79,8 +81,6 @@ def fad(emb_a: np.ndarray, emb_b: np.ndarray, eps: float = DEFAULT_EPS) -> float
 
 def _sqrtm(m: np.ndarray) -> np.ndarray:
     # scipy >= 1.12 dropped the ``disp`` argument and warns instead of printing.
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

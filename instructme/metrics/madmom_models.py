@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
+import sys
 import threading
 import warnings
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from instructme.audio import resample
 from instructme.errors import DependencyError
 
 #: Distributions that install the ``madmom`` package (first found wins for the version look-up).
@@ -46,8 +48,6 @@ def madmom_available() -> bool:
 
 def import_madmom() -> ModuleType:
     """Import ``madmom`` whatever distribution installed it; clear error when missing."""
-    import sys
-
     if "madmom" in sys.modules:
         return sys.modules["madmom"]
     dist = _installed_distribution()
@@ -102,7 +102,7 @@ class MadmomChordModel:
             return hit
         from madmom.audio.signal import Signal
 
-        y = _resample(x, sr, MADMOM_SAMPLE_RATE)
+        y = resample(x, sr, MADMOM_SAMPLE_RATE)
         with warnings.catch_warnings():  # madmom calls np.maximum(x, 0, out) (deprecated)
             warnings.simplefilter("ignore", DeprecationWarning)
             feats = np.asarray(self._features(Signal(y, sample_rate=MADMOM_SAMPLE_RATE,
@@ -124,12 +124,6 @@ class MadmomChordModel:
 def _madmom_label(label: str) -> str:
     # madmom writes "C:maj", "A:min" and "N" already; keep the hook for other spellings.
     return "N" if label in ("N", "X") else label
-
-
-def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    from instructme.audio import resample
-
-    return resample(x, sr_in, sr_out)
 
 
 def _installed_distribution() -> str | None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 
+import librosa
 import numpy as np
 
 from instructme.errors import InstructMEError
@@ -43,8 +44,6 @@ SILENCE = 1e-5
 
 def pitch_class_histogram(x: np.ndarray, sr: int) -> np.ndarray:
     """``x: [N]`` mono audio -> energy-weighted pitch-class histogram ``[12]`` (see module doc)."""
-    import librosa
-
     x = _check(x)
     if np.max(np.abs(x)) < SILENCE:
         return np.zeros(12)
@@ -65,8 +64,6 @@ def pitch_class_histogram(x: np.ndarray, sr: int) -> np.ndarray:
 
 def onset_times(x: np.ndarray, sr: int) -> np.ndarray:
     """Onset times in seconds ``[M]`` (librosa spectral-flux onsets, 10 ms hop)."""
-    import librosa
-
     x = _check(x)
     if np.max(np.abs(x)) < SILENCE:
         return np.zeros(0)

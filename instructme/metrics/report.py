@@ -27,13 +27,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from instructme.audio import load, resample
 from instructme.config import SAMPLE_RATE
 from instructme.errors import InstructMEError, ManifestError
 from instructme.metrics import chords as cra_mod
 from instructme.metrics import instruction_accuracy as ia_mod
-from instructme.metrics import pch_ioi
-from instructme.metrics.embeddings import Embedder, builtin_embedder, classifier_embedding
+from instructme.metrics import madmom_models, pch_ioi, report_format
+from instructme.metrics.embeddings import (
+    Embedder,
+    MadmomChordEmbedding,
+    builtin_embedder,
+    classifier_embedding,
+)
 from instructme.metrics.fad import fad
 
 SYSTEMS = ("output", "target", "source", "random")
@@ -73,22 +80,21 @@ def build_analyzers(chord_model: str | None = None, classifier_dir: str | None =
     or None (= madmom when installed). ``embeddings``: names from ``logmel-stats``,
     ``madmom-cnn-chord``, ``classifier`` (None = every one available). ``threshold`` None:
     the classifier's calibrated per-class thresholds if it has them, else 0.5."""
-    from instructme.metrics.madmom_models import INSTALL_HINT, MadmomChordModel, madmom_available
-
     an = Analyzers(threshold=ia_mod.DEFAULT_THRESHOLD if threshold is None else threshold)
-    have_madmom = madmom_available()
-    shared_madmom: MadmomChordModel | None = None
+    have_madmom = madmom_models.madmom_available()
+    shared_madmom: madmom_models.MadmomChordModel | None = None
 
-    def madmom_model() -> MadmomChordModel:
+    def madmom_model() -> madmom_models.MadmomChordModel:
         nonlocal shared_madmom
         if shared_madmom is None:
-            shared_madmom = MadmomChordModel()
+            shared_madmom = madmom_models.MadmomChordModel()
         return shared_madmom
 
     if chord_model is None:
         chord_model = "madmom" if have_madmom else "none"
         if not have_madmom:
-            an.na["cra"] = f"no --chord-model given and madmom is not installed ({INSTALL_HINT})"
+            an.na["cra"] = ("no --chord-model given and madmom is not installed "
+                            f"({madmom_models.INSTALL_HINT})")
     if chord_model == "none":
         an.na.setdefault("cra", "chord recognition disabled (--chord-model none)")
     elif chord_model == "madmom":
@@ -120,13 +126,11 @@ def build_analyzers(chord_model: str | None = None, classifier_dir: str | None =
                 raise InstructMEError("embedding 'classifier' needs --classifier DIR")
             an.embedders.append(classifier_embedding(an.classifier, crop_seconds))
         elif name == "madmom-cnn-chord":
-            from instructme.metrics.embeddings import MadmomChordEmbedding
-
             an.embedders.append(MadmomChordEmbedding(madmom_model()))
         else:
             an.embedders.append(builtin_embedder(name))
     if not have_madmom and embeddings is None:
-        an.na["fad:madmom-cnn-chord"] = f"madmom is not installed ({INSTALL_HINT})"
+        an.na["fad:madmom-cnn-chord"] = f"madmom is not installed ({madmom_models.INSTALL_HINT})"
     if an.classifier is None and embeddings is None:
         an.na["fad:classifier"] = "no classifier (--classifier none)"
     return an
@@ -160,8 +164,6 @@ def analyze(x: np.ndarray, sr: int, an: Analyzers) -> ClipFeatures:
         csr = int(getattr(getattr(an.classifier, "config", None), "sample_rate", sr) or sr)
         xc = x
         if csr != sr:
-            from instructme.audio import resample
-
             xc = resample(x, sr, csr)
         probs = ia_mod.classifier_probs(an.classifier, xc[None])[0]
     return ClipFeatures(
@@ -219,10 +221,7 @@ def evaluate_edits(manifest: str | Path, outputs: str | Path, out_dir: str | Pat
     ``data_dir`` defaults to the folder above the manifest's ``manifests/`` folder. Returns
     the report dictionary (also written as ``report.json``).
     """
-    from tqdm import tqdm
-
     from instructme.dataset.folder import load_window, read_manifest, window_chords
-    from instructme.metrics import report_format
 
     manifest, outputs, out_dir = Path(manifest), Path(outputs), Path(out_dir)
     records = read_manifest(manifest)
@@ -390,8 +389,6 @@ def _check_records(records: list[dict], outputs: Path, data_dir: Path) -> None:
 
 def _load_output(path: Path, sr: int, n: int) -> tuple[np.ndarray, int]:
     """The model's edit at ``sr``, cut or zero-padded to the target length ``n``."""
-    from instructme.audio import load
-
     x, _ = load(path, sample_rate=sr, mono=True)
     mismatch = int(abs(x.shape[0] - n) > sr // 100)  # more than 10 ms off
     if x.shape[0] >= n:

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import librosa
 import numpy as np
 
 from instructme.fileio import atomic_path, atomic_write_json, atomic_write_jsonl, atomic_write_text
@@ -144,7 +145,6 @@ def _bar_chart(path: Path, title: str, tasks: list[str],
 
 
 def _spectrogram_triple(path: Path, ex: dict[str, Any], sr: int) -> None:
-    import librosa
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -17,9 +17,12 @@ from typing import Any
 import numpy as np
 import pretty_midi
 import torch
+from tqdm import tqdm
 
 from instructme.audio import load
 from instructme.checkpoint import load_model
+from instructme.dataset.audio_folder import load_audio_folder
+from instructme.dataset.packaged_audio import STEMPEG_EXAMPLE, music21_test_audio, packaged_multitrack
 from instructme.errors import AudioError
 from instructme.fileio import atomic_write_json
 from instructme.metrics.codec import codec_metrics, mel_distance_by_band, opus_roundtrip
@@ -35,8 +38,6 @@ def default_real_recordings() -> list[Path]:
     """Real recordings shipped by installed packages (not made by this project) that
     libsndfile reads: music21's 20 s instrument recording
     (:func:`instructme.dataset.packaged_audio.music21_test_audio`)."""
-    from instructme.dataset.packaged_audio import music21_test_audio
-
     path = music21_test_audio()
     return [path] if path is not None else []
 
@@ -45,8 +46,6 @@ def packaged_band_clips(sample_rate: int) -> tuple[list[tuple[str, np.ndarray]],
                                                    list[tuple[str, np.ndarray]]]:
     """stempeg's real band excerpt (6 s, MUSDB18): ``([mix], [drums, bass, other, vocals])``
     as named mono clips, or two empty lists when stempeg is not installed."""
-    from instructme.dataset.packaged_audio import STEMPEG_EXAMPLE, packaged_multitrack
-
     tracks = packaged_multitrack(sample_rate)
     if tracks is None:
         return [], []
@@ -107,15 +106,11 @@ def evaluate_vae(model_dir: str | Path, data_dir: str | Path | None, clips: int 
     if band_stems:
         sets["real stems"] = band_stems
     if extra_audio is not None:
-        from instructme.dataset.audio_folder import load_audio_folder
-
         held_out = load_audio_folder(extra_audio, "val", sr)
         sets["recorded music (held out)"] = file_clips(held_out, clips, seconds)
     sets = {k: v for k, v in sets.items() if v}
     if not sets:
         raise AudioError("nothing to evaluate: give --data and/or --real recordings")
-
-    from tqdm import tqdm
 
     codecs = ["vae"] + [f"opus{k}" for k in bitrates]
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from instructme.audio import resample
 from instructme.config import SAMPLE_RATE, Config
 from instructme.models.features import LogFrequencySpectrogram
 
@@ -211,8 +212,6 @@ class ChordRecognizer(nn.Module):
 
     def transcribe(self, x: np.ndarray, sr: int) -> list[tuple[float, float, str]]:
         """Mono audio ``x: [N]`` at ``sr`` Hz -> chord segments in mir_eval label syntax."""
-        from instructme.audio import resample
-
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 1 or x.size == 0:
             raise ValueError(f"expected non-empty mono audio [N], got shape {x.shape}")
