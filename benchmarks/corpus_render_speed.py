@@ -46,8 +46,8 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=120.0)
     args = ap.parse_args()
 
-    from instructme.music.corpus import list_corpus_pieces
     from instructme.dataset.render import DEFAULT_SOUNDFONT, render_part
+    from instructme.music.corpus import list_corpus_pieces
 
     t0 = time.perf_counter()
     pieces = list_corpus_pieces(seed=0)

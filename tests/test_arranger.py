@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from instructme import vocab
+from instructme.errors import InstructMEError
 from instructme.music.arranger import (
     ROLE_RANGES,
     STYLE_DESCRIPTIONS,
@@ -21,7 +22,6 @@ from instructme.music.arranger import (
 )
 from instructme.music.harmony import parse_chord, parse_key, voice_chord
 from instructme.music.score import Part, Song
-from instructme.errors import InstructMEError
 from instructme.vocab import program_to_class
 
 REQUIRED = ("pop", "rock", "jazz", "funk", "ballad", "electronic", "latin", "orchestral")

@@ -8,6 +8,7 @@ import mir_eval
 import numpy as np
 import pytest
 
+from instructme.errors import InstructMEError
 from instructme.music.chord_labels import beat_labels, chord_label, key_label, merge_labels
 from instructme.music.corpus import (
     bar_progression,
@@ -17,7 +18,6 @@ from instructme.music.corpus import (
     variant_program,
 )
 from instructme.music.score import ChordSegment, Note, Part, Song
-from instructme.errors import InstructMEError
 from instructme.vocab import program_to_class
 
 CHORALE = "bach/bwv269"  # G major, 3/4, pickup bar, 4 voices, no tempo mark

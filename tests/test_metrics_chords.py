@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from instructme.music.score import ChordSegment
 from instructme.errors import InstructMEError
 from instructme.metrics.chords import as_segments, cra, recognize, window_segments
 from instructme.metrics.madmom_models import madmom_available
+from instructme.music.score import ChordSegment
 
 REF = [(0.0, 2.0, "C:maj"), (2.0, 4.0, "A:min"), (4.0, 6.0, "F:maj"), (6.0, 8.0, "G:maj")]
 

@@ -14,8 +14,8 @@ from instructme.dataset.render import (
     match_level,
     render_part,
 )
-from instructme.music.score import Note, Part
 from instructme.errors import DependencyError, InstructMEError
+from instructme.music.score import Note, Part
 
 SR = 16_000
 

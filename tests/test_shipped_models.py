@@ -10,8 +10,8 @@ import pytest
 
 from instructme.checkpoint import load_model
 from instructme.dataset.render import render_part
-from instructme.music.score import Note, Part
 from instructme.models.chord import ChordRecognizer
+from instructme.music.score import Note, Part
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 PROGRESSION = [("C:maj", (48, 60, 64, 67)), ("G:maj", (43, 59, 62, 67)),

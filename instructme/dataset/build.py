@@ -27,10 +27,10 @@ from tqdm import tqdm
 from instructme import audio
 from instructme.config import DataConfig
 from instructme.dataset.folder import read_activity, read_song
-from instructme.music.score import Part, Song
 from instructme.dataset.triplets import TripletBuilder, TripletSong, assign_splits
 from instructme.errors import InstructMEError, ManifestError
 from instructme.fileio import atomic_path, atomic_write_json, atomic_write_jsonl
+from instructme.music.score import Part, Song
 from instructme.vocab import STYLES
 
 ACTIVITY_HZ = 10.0

@@ -25,8 +25,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from instructme.music.score import ChordSegment
 from instructme.errors import ManifestError
+from instructme.music.score import ChordSegment
 
 #: The splits of a dataset folder (songs of one group share a split).
 SPLITS: tuple[str, ...] = ("train", "val", "test")

@@ -17,9 +17,9 @@ import numpy as np
 
 from instructme import audio
 from instructme.config import DataConfig
-from instructme.music.score import Song
 from instructme.dataset.stems import StemSong
 from instructme.fileio import atomic_path, atomic_write_json
+from instructme.music.score import Song
 from instructme.vocab import UNNAMED as OTHER
 
 HEADROOM_PEAK = 0.891  # -1 dBFS

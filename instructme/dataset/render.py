@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from instructme.config import SAMPLE_RATE
-from instructme.music.score import Part
 from instructme.errors import DependencyError, InstructMEError
+from instructme.music.score import Part
 
 DEFAULT_SOUNDFONT = os.environ.get("INSTRUCTME_SOUNDFONT",
                                    "/usr/share/sounds/sf2/FluidR3_GM.sf2")

@@ -22,7 +22,11 @@ from tqdm import tqdm
 from instructme.audio import load
 from instructme.checkpoint import load_model
 from instructme.dataset.audio_folder import load_audio_folder
-from instructme.dataset.packaged_audio import STEMPEG_EXAMPLE, music21_test_audio, packaged_multitrack
+from instructme.dataset.packaged_audio import (
+    STEMPEG_EXAMPLE,
+    music21_test_audio,
+    packaged_multitrack,
+)
 from instructme.errors import AudioError
 from instructme.fileio import atomic_write_json
 from instructme.metrics.codec import codec_metrics, mel_distance_by_band, opus_roundtrip

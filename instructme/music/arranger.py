@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from instructme.errors import InstructMEError
 from instructme.music.accompaniment import (
     BASS_RANGE,
     COMP_RANGE,
@@ -53,7 +54,6 @@ from instructme.music.harmony import (
 )
 from instructme.music.melody import generate_melody
 from instructme.music.score import ChordSegment, Note, Part, Song
-from instructme.errors import InstructMEError
 from instructme.vocab import STYLES, program_to_class
 
 __all__ = [

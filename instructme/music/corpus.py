@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from instructme.errors import InstructMEError
 from instructme.music.chord_labels import beat_labels, chord_label, key_label, merge_labels
 from instructme.music.score import ChordSegment, Note, Part, Song
-from instructme.errors import InstructMEError
 from instructme.vocab import program_to_class
 
 #: Seconds of silence left after the last note (release and reverb tail) when not truncated.

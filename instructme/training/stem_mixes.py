@@ -21,8 +21,8 @@ import numpy as np
 import soundfile as sf
 
 from instructme.dataset.folder import SPLITS, read_activity, read_song, song_dir
-from instructme.music.score import ChordSegment
 from instructme.errors import ManifestError
+from instructme.music.score import ChordSegment
 
 
 @dataclass
