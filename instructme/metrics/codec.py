@@ -1,13 +1,13 @@
 """Codec fidelity metrics and the Opus reference codec.
 
-DESIGN "Fidelity budget" defines the yardstick the VAE (the latent space of InstructME,
-arXiv 2308.14360, VAE E/D) is held to: the **multi-scale log-mel distance** — for STFT sizes
-512, 1024 and 2048 (hop n/4, Hann window, centred frames), 80 mel bands (Slaney scale and
-area normalisation, librosa's default filters, 0 Hz to Nyquist) applied to the STFT
-*magnitude*, the L1 distance of ``log10(mel + 1e-5)`` averaged over bands and frames, then
-averaged over the three sizes. :class:`LogMel` computes the same features differentiably for
-the training loss. Also here: multi-resolution STFT distance (``auraloss``), SI-SDR, and an
-Opus round trip through ``ffmpeg``/libopus.
+The fidelity budget (``docs/ARCHITECTURE.md``) defines the yardstick the VAE (the latent
+space of InstructME, arXiv 2308.14360, VAE E/D) is held to: the **multi-scale log-mel
+distance** — for STFT sizes 512, 1024 and 2048 (hop n/4, Hann window, centred frames), 80
+mel bands (Slaney scale and area normalisation, librosa's default filters, 0 Hz to Nyquist)
+applied to the STFT *magnitude*, the L1 distance of ``log10(mel + 1e-5)`` averaged over
+bands and frames, then averaged over the three sizes. :class:`LogMel` computes the same
+features differentiably for the training loss. Also here: multi-resolution STFT distance
+(``auraloss``), SI-SDR, and an Opus round trip through ``ffmpeg``/libopus.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from instructme.errors import DependencyError
 from instructme.metrics.pairs import tensor_pair
 from instructme.metrics.phase import bass_phase_distance
 
-#: DESIGN's metric: STFT sizes and mel bands.
+#: The fidelity metric's STFT sizes and mel bands.
 MEL_FFT_SIZES: tuple[int, ...] = (512, 1024, 2048)
 MEL_BANDS = 80
 MEL_FLOOR = 1e-5
@@ -57,7 +57,7 @@ class LogMel(nn.Module):
 class MultiScaleMelDistance(nn.Module):
     """Mean over scales of L1(log-mel(est), log-mel(ref)); ``[B, N]`` pairs -> scalar.
 
-    With the default sizes and bands this is exactly DESIGN's fidelity metric; the trainer
+    With the default sizes and bands this is exactly the fidelity metric; the trainer
     also uses it (plus extra scales) as its reconstruction loss.
     """
 
@@ -81,7 +81,7 @@ class MultiScaleMelDistance(nn.Module):
 
 
 def multiscale_mel_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
-    """DESIGN's fidelity metric for mono ``ref, est: [N]`` (lower is better)."""
+    """The fidelity metric for mono ``ref, est: [N]`` (lower is better)."""
     r, e = tensor_pair(ref, est)
     with torch.no_grad():
         return float(MultiScaleMelDistance(sample_rate)(e, r))

@@ -13,13 +13,9 @@ advance between consecutive frames of a long-window STFT, the unit phasor of
 2 - 2 cos(dphi)`` is the smooth form of APNet's anti-wrapped phase distance (Ai & Ling,
 2023). A constant delay changes every frame's phase alike and leaves the *advance* unchanged,
 so the metric does not ask for sample alignment, only for coherent low partials: 0 for a
-perfect or delayed copy; ~0.15 for a bass line re-drawn with random phase in every 512-point
-frame; Opus 12 kbps ~0.006 on recorded music, the shipped VAEs 0.12-0.25.
-
-Tried as a training loss too (weight 10, 500 steps on ``vae-medium``, side by side with the
-same run without it): the bass became more coherent (0.184 -> 0.133 on held-out recordings)
-but the mel distance under 200 Hz got worse (0.184 -> 0.211; overall 0.161 -> 0.165), so the
-trainer does not use it (``models/vae-medium/README.md``).
+perfect or delayed copy. Measured values (Opus, the shipped VAEs, a bass line with random
+phase) and a trial of the metric as a training loss, not kept, are in
+``models/vae-medium/README.md``.
 """
 
 from __future__ import annotations

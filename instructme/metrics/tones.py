@@ -7,7 +7,7 @@ partial that moved a semitone still lands in a nearby band. This test sends harm
 measures, on the middle of each tone, the fraction of the output's energy between 20 Hz and
 the top partial plus half a harmonic spacing that lies within ``cents`` (50: a quarter tone
 either side, i.e. "heard as the right note") of one of the input's partials. 1 for a
-faithful codec (Opus 12 kbps: 0.94, 0.96-1.0 from A1 to A2).
+faithful codec (measured values: ``models/vae-medium/README.md``).
 
 Why it exists: the project's VAE decoders are convolutional and the encoder sees only STFT
 magnitudes, which do not move while a note is held; the latent then repeats, every latent

@@ -1,11 +1,12 @@
 """``instructme eval vae``: VAE round-trip fidelity against Opus at 6, 12 and 24 kbps.
 
-DESIGN "Fidelity budget": the latent space InstructME edits in (arXiv 2308.14360, VAE E/D)
-must be much better than Opus 12 kbps on the multi-scale log-mel distance (aim: Opus 24 kbps).
-This runs the VAE (latent means, one pass per clip) and Opus on the same clips — held-out test
-mixes and stems of a dataset folder, plus real recordings — and reports multi-scale mel
-distance, multi-resolution STFT distance and SI-SDR side by side (Markdown) and as JSON, plus
-how well each codec keeps held notes at their pitch (:mod:`instructme.metrics.tones`).
+Fidelity budget (``docs/ARCHITECTURE.md``): the latent space InstructME edits in (arXiv
+2308.14360, VAE E/D) must be much better than Opus 12 kbps on the multi-scale log-mel
+distance (aim: Opus 24 kbps). This runs the VAE (latent means, one pass per clip) and Opus
+on the same clips — held-out test mixes and stems of a dataset folder, plus real recordings
+— and reports multi-scale mel distance, multi-resolution STFT distance and SI-SDR side by
+side (Markdown) and as JSON, plus how well each codec keeps held notes at their pitch
+(:mod:`instructme.metrics.tones`).
 """
 
 from __future__ import annotations

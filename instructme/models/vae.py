@@ -2,7 +2,8 @@
 
 InstructME (arXiv 2308.14360; method overview: VAE encoder E, decoder D) edits music in the
 latent space of a pretrained audio autoencoder with a KL (diagonal Gaussian) bottleneck, as in
-latent diffusion. This module is that autoencoder, built for speed on CPU (see DESIGN "Decisions"):
+latent diffusion. This module is that autoencoder, built for speed on CPU (see
+``docs/ARCHITECTURE.md``):
 
 - **Encoder**: STFT log-magnitude frames (hop ``stft_hop``) -> ConvNeXt blocks at the STFT
   frame rate -> strided conv down to the latent rate (hop ``hop_length``) -> ConvNeXt blocks ->
