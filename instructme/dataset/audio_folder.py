@@ -30,9 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
+from instructme.audio import load, save
 from instructme.config import SAMPLE_RATE
 from instructme.errors import AudioError, ManifestError
+from instructme.fileio import atomic_write_json
 
 LISTING = "audio_folder.json"
 AUDIO_SUFFIXES = (".ogg", ".oga", ".opus", ".flac", ".wav", ".mp3", ".aif", ".aiff")
@@ -89,11 +92,6 @@ def import_audio_folder(sources: Iterable[str | Path], out: str | Path,
     Unreadable files and files shorter than ``min_seconds`` are skipped and listed under
     ``"skipped"`` with the reason. Raises :class:`ManifestError` if nothing usable is found.
     """
-    from tqdm import tqdm
-
-    from instructme.audio import load, save
-    from instructme.fileio import atomic_write_json
-
     root = Path(out)
     mine = root.resolve()
     files = [f for f in find_audio(sources) if not f.is_relative_to(mine)]  # never re-import

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -26,20 +25,27 @@ from tqdm import tqdm
 
 from instructme import audio
 from instructme.config import DataConfig
-from instructme.dataset.folder import read_activity, read_song
+from instructme.dataset.folder import read_activity, read_song, safe_name
+from instructme.dataset.ingest import ingest_song, stem_song_job
+from instructme.dataset.render import activity, balance_stems, check_synth, render_part
+from instructme.dataset.stems import load_stems
 from instructme.dataset.triplets import TripletBuilder, TripletSong, assign_splits
 from instructme.errors import InstructMEError, ManifestError
 from instructme.fileio import atomic_path, atomic_write_json, atomic_write_jsonl
+from instructme.music.arranger import arrange_group, replacement_programs
+from instructme.music.corpus import (
+    bar_progression,
+    list_corpus_pieces,
+    load_corpus_song,
+    song_id_for,
+    variant_program,
+)
 from instructme.music.score import Part, Song
-from instructme.vocab import STYLES
+from instructme.vocab import STYLES, program_to_class
 
 ACTIVITY_HZ = 10.0
 #: Fraction of arranger groups whose progression is taken from a corpus piece.
 CORPUS_PROGRESSION_FRACTION = 0.25
-
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
 # ----------------------------------------------------------------------------- planning
@@ -51,13 +57,8 @@ def plan_jobs(cfg: DataConfig, seed: int, stems: str | Path | None = None,
     songs instead of rendering the corpus and the arranger.
     """
     if stems is not None:
-        from instructme.dataset.ingest import stem_song_job
-        from instructme.dataset.stems import load_stems
-
         return [{"key": f"stems-{safe_name(song.song_id)}", "kind": "stems",
                  "seed": seed, **stem_song_job(song)} for song in load_stems(stems, layout)]
-    from instructme.music.corpus import list_corpus_pieces, song_id_for
-
     rng = np.random.default_rng(seed)
     pieces = list_corpus_pieces(limit=cfg.corpus_pieces, seed=seed) if cfg.corpus_pieces else []
     # The corpus holds some pieces twice (e.g. .krn and .mxl): one job per song id, or two
@@ -84,9 +85,6 @@ def plan_jobs(cfg: DataConfig, seed: int, stems: str | Path | None = None,
 
 # ----------------------------------------------------------------------------- rendering
 def _songs_for_job(job: dict[str, Any], cfg: DataConfig) -> list[Song]:
-    from instructme.music.arranger import arrange_group
-    from instructme.music.corpus import bar_progression, load_corpus_song
-
     if job["kind"] == "corpus":
         return [load_corpus_song(job["path"], seed=job["seed"], max_seconds=cfg.corpus_max_seconds)]
     progression = None
@@ -101,10 +99,6 @@ def _songs_for_job(job: dict[str, Any], cfg: DataConfig) -> list[Song]:
 
 
 def _replacement_program(song: Song, part: Part, rng: np.random.Generator) -> int | None:
-    from instructme.music.arranger import replacement_programs
-    from instructme.music.corpus import variant_program
-    from instructme.vocab import program_to_class
-
     present = {p.instrument for p in song.parts}
     if song.source != "arranger":
         try:
@@ -118,8 +112,6 @@ def _replacement_program(song: Song, part: Part, rng: np.random.Generator) -> in
 
 def render_song(song: Song, root: Path, cfg: DataConfig, rng: np.random.Generator) -> dict:
     """Render, balance and write one song's stems; returns its ``song.json`` dict."""
-    from instructme.dataset.render import activity, balance_stems, render_part
-
     sr = cfg.sample_rate
     song_dir = root / "songs" / song.song_id
     stems_raw: dict[str, np.ndarray] = {}
@@ -140,8 +132,6 @@ def render_song(song: Song, root: Path, cfg: DataConfig, rng: np.random.Generato
         program = _replacement_program(song, part, rng)
         if program is None:
             continue
-        from instructme.vocab import program_to_class
-
         new = Part(part.name, program, program_to_class(program) or "other", part.role,
                    part.notes, part.is_drum)
         orig = f"s{int(i):02d}-{part.instrument}"
@@ -179,8 +169,6 @@ def run_job(args: tuple[dict[str, Any], str, dict[str, Any]]) -> dict[str, Any]:
         return {**json.loads(marker.read_text()), "skipped": True}
     t0 = time.perf_counter()
     if job["kind"] == "stems":
-        from instructme.dataset.ingest import ingest_song
-
         d = ingest_song(job, root, cfg, ACTIVITY_HZ)
         summary = {"key": job["key"], "songs": [d["song_id"]], "seconds": d["duration"],
                    "stem_seconds": d["duration"] * len(d["stems"]),
@@ -242,8 +230,6 @@ def build_dataset(out: str | Path, preset: str = "small", workers: int | None = 
     ``stems``: import the user's multitrack folder (``layout`` slakh / musdb / folder / auto)
     instead of rendering the corpus and the arranger; ``preset`` then sets windows and splits.
     """
-    from instructme.dataset.render import check_synth
-
     root = Path(out)
     try:
         cfg = config or DataConfig.preset(preset)

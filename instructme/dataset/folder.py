@@ -15,6 +15,7 @@ the analysis models' mixes all go through it). :class:`TripletDataset` yields, p
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -79,6 +80,11 @@ class SongInfo:
     @property
     def activity_hz(self) -> float:
         return float(self.meta.get("activity_hz", 10.0))
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a song id or job key that is safe as a file or folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
 def song_dir(root: str | Path, song_id: str) -> Path:

@@ -17,6 +17,8 @@ import numpy as np
 
 from instructme import audio
 from instructme.config import DataConfig
+from instructme.dataset.folder import safe_name
+from instructme.dataset.render import activity
 from instructme.dataset.stems import StemSong
 from instructme.fileio import atomic_path, atomic_write_json
 from instructme.music.score import Song
@@ -27,8 +29,6 @@ HEADROOM_PEAK = 0.891  # -1 dBFS
 
 def stem_song_job(song: StemSong) -> dict[str, Any]:
     """A picklable description of a user's song for a build job."""
-    from instructme.dataset.build import safe_name
-
     return {
         "song_id": safe_name(song.song_id),
         "stems": [{"name": s.name, "path": str(s.path), "instrument": s.instrument or OTHER,
@@ -39,8 +39,6 @@ def stem_song_job(song: StemSong) -> dict[str, Any]:
 def ingest_song(job: dict[str, Any], root: Path, cfg: DataConfig,
                 activity_hz: float) -> dict[str, Any]:
     """Read, resample, level and write one user song; returns its ``song.json`` dict."""
-    from instructme.dataset.render import activity
-
     sr = cfg.sample_rate
     song_id = job["song_id"]
     loaded = []

@@ -12,6 +12,7 @@ import functools
 from collections import Counter
 
 import numpy as np
+from music21.analysis.discrete import AardenEssen
 
 from instructme.music.score import ChordSegment, Note, Part
 
@@ -123,8 +124,6 @@ def beat_labels(parts: list[Part], beats: list[float], end: float) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def _key_profiles() -> np.ndarray:
     """Aarden-Essen key profiles (music21's default for ``analyze('key')``): ``[2, 12]``."""
-    from music21.analysis.discrete import AardenEssen
-
     a = AardenEssen()
     return np.array([a.getWeights("major"), a.getWeights("minor")], dtype=np.float64)
 

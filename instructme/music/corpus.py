@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from music21 import converter, corpus, meter, stream, tempo
 
 from instructme.errors import InstructMEError
 from instructme.music.chord_labels import beat_labels, chord_label, key_label, merge_labels
@@ -109,8 +110,6 @@ def _corpus_index() -> tuple[tuple[str, int], ...]:
 
     From music21's bundled metadata (no score is parsed); about 1.5 s, cached in memory.
     """
-    from music21 import corpus
-
     bundle = corpus.corpora.CoreCorpus().search(
         lambda n: n is not None and int(n) >= 2, "numberOfParts")
     out = {}
@@ -124,8 +123,6 @@ def _corpus_index() -> tuple[tuple[str, int], ...]:
 @functools.lru_cache(maxsize=1)
 def _chorale_stems() -> frozenset[str]:
     """Corpus paths without extension of the 371 Riemenschneider chorales (350 distinct)."""
-    from music21 import corpus
-
     return frozenset(corpus.chorales.Iterator(returnType="filename"))
 
 
@@ -236,8 +233,6 @@ class _TempoMap:
 
 def _parse(path: str):
     """A corpus path (``"bach/bwv269"``) or a score file (MusicXML, kern, ABC, MIDI) -> Score."""
-    from music21 import converter, corpus, stream
-
     try:
         with warnings.catch_warnings():  # music21 warns about overfull measures etc.
             warnings.simplefilter("ignore")
@@ -298,8 +293,6 @@ def _part_notes(part, to_sec: _TempoMap, rng: np.random.Generator, velocity: int
 
 def _beats(score, highest: float) -> tuple[list[float], list[float], bool, str, float]:
     """Measure starts and beat starts (quarter lengths) from the first part's measures."""
-    from music21 import meter, stream
-
     measures = list(score.parts[0].getElementsByClass(stream.Measure))
     ts = None
     first_ts = None
@@ -335,8 +328,6 @@ def load_corpus_song(path: str, seed: int, max_seconds: float | None = 120.0) ->
     (``"N"`` where nothing sounds).
     ``max_seconds`` truncates at the last bar line before it (or exactly at it).
     """
-    from music21 import tempo
-
     if max_seconds is not None and max_seconds <= 0:
         raise InstructMEError(f"max_seconds must be > 0, got {max_seconds}")
     score = _parse(path)
