@@ -2,9 +2,9 @@
 
 Each stem is rendered by its own fresh synth (reverb and chorus never leak between parts), so
 a song's mix is exactly the sum of its stems and every add / remove / extract / replace target
-is exact (DESIGN "Data"; InstructME, arXiv 2308.14360, Sec. 4.1). Rendering happens directly at
-the target rate (16 kHz) through ``fluid_synth_write_float``: no int16 quantisation, no dither,
-bit-identical run to run. The synth loads soundfont samples on demand
+is exact (docs/ARCHITECTURE.md, "Data"; InstructME, arXiv 2308.14360, Sec. 4.1). Rendering
+happens directly at the target rate (16 kHz) through ``fluid_synth_write_float``: no int16
+quantisation, no dither, bit-identical run to run. The synth loads soundfont samples on demand
 (``synth.dynamic-sample-loading``), so a fresh synth per stem costs ~15 ms, not ~150 ms.
 FluidSynth applies note events at 64-sample block boundaries (4 ms at 16 kHz).
 """

@@ -3,8 +3,8 @@
 The music21 wheel ships real part-writing (Bach chorales, Palestrina masses, Monteverdi
 madrigals, string quartets, ...). Each score part becomes one :class:`Part` (one stem) played by
 a per-song ensemble of General MIDI programs, so the data has real harmony and voice leading
-(DESIGN "Data"; InstructME, arXiv 2308.14360, Sec. 4.1 builds its triplets from multitrack
-music). Chord labels come from the score itself, so the chord recognizer and the
+(docs/ARCHITECTURE.md, "Data"; InstructME, arXiv 2308.14360, Sec. 4.1 builds its triplets from
+multitrack music). Chord labels come from the score itself, so the chord recognizer and the
 chord-accuracy metric (paper Sec. 3.2 and 4.3) have exact ground truth: per beat, the
 longest vertical slice of the score (what ``chordify`` computes), labelled by root + quality.
 

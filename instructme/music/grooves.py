@@ -4,8 +4,8 @@ Each style has a few step-sequenced grooves (16 steps per pattern bar, or 32 for
 clave patterns), accents written into the pattern, fills at phrase ends (toms, snare rolls,
 timbales, swung jazz kicks), crashes at section starts and a final hit. A *feel* factor
 plays the same pattern in half time (0.5: one pattern bar spans two bars) or double time
-(2.0) so every style of a song group keeps the group's tempo (DESIGN "Data": remix targets
-must stay time-aligned). Swing is applied later, when beats become seconds.
+(2.0) so every style of a song group keeps the group's tempo (docs/ARCHITECTURE.md, "Data":
+remix targets must stay time-aligned). Swing is applied later, when beats become seconds.
 Pattern characters: ``X`` accent, ``x`` normal, ``o`` soft, ``g`` ghost, ``.`` rest.
 """
 

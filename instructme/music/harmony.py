@@ -1,9 +1,9 @@
 """Harmony for the procedural arranger: keys, modes, chord labels, progressions, voicings.
 
-The arranger (DESIGN "Data": procedural multi-style arrangements over real or generated
-progressions) needs music whose chords are known exactly, because InstructME conditions the
-editor on a chord matrix (arXiv 2308.14360, Sec. 3.2) and scores harmony preservation with
-chord recognition accuracy (Sec. 4). This module provides
+The arranger (docs/ARCHITECTURE.md, "Data": procedural multi-style arrangements over real or
+generated progressions) needs music whose chords are known exactly, because InstructME
+conditions the editor on a chord matrix (arXiv 2308.14360, Sec. 3.2) and scores harmony
+preservation with chord recognition accuracy (Sec. 4). This module provides
 
 - chord labels in ``mir_eval`` syntax, parsed with :func:`mir_eval.chord.encode`;
 - keys in four modes (major, minor, dorian, mixolydian) and key estimation from chords;
