@@ -13,17 +13,12 @@ import torch
 from instructme.checkpoint import load_model
 from instructme.cli import main
 from instructme.errors import CheckpointError, ManifestError
+from instructme.metrics.vae_eval import evaluate_vae
 from instructme.models.discriminator import Discriminator, DiscriminatorConfig
 from instructme.models.vae import AudioVAE, VAEConfig
-from instructme.training.vae import (
-    ReconstructionLoss,
-    VAETrainConfig,
-    generator_step_losses,
-    lr_factor,
-    train_vae,
-)
+from instructme.training.vae import VAETrainConfig, lr_factor, train_vae
 from instructme.training.vae_data import CropSampler, fixed_clips, load_split, read_sum
-from instructme.metrics.vae_eval import evaluate_vae
+from instructme.training.vae_losses import ReconstructionLoss, generator_step_losses
 
 SR = 16_000
 

@@ -15,12 +15,8 @@ from instructme.metrics.tones import harmonic_tone, in_tune_fraction
 from instructme.models.vae import AudioVAE, VAEConfig
 from instructme.models.vae_grow import can_grow, grow_vae
 from instructme.models.vae_sines import analyze_peaks, lowpass_gain, synthesize
-from instructme.training.vae import (
-    VAETrainConfig,
-    generator_step_losses,
-    load_init_weights,
-    sine_loss,
-)
+from instructme.training.vae import VAETrainConfig, load_init_weights
+from instructme.training.vae_losses import generator_step_losses, sine_loss
 
 SR = 16_000
 
@@ -110,7 +106,7 @@ def test_sine_loss_is_live_and_reaches_the_encoder() -> None:
     vae = AudioVAE(_tiny())
     t = torch.arange(8192) / SR
     x = (0.3 * torch.sin(2 * torch.pi * 110.0 * t))[None, None].repeat(2, 1, 1)
-    from instructme.training.vae import ReconstructionLoss
+    from instructme.training.vae_losses import ReconstructionLoss
     recon = ReconstructionLoss(SR)
     grads = []
     for w in (0.0, 1.0):

@@ -77,10 +77,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise InstructMEError(f"{args.data}: dataset folder not found")
     cpu = args.cpu or not torch.cuda.is_available()
     state = PartialState(cpu=cpu)
-    resuming = args.resume and (Path(args.out) / "state" / "trainer.json").is_file()
-    cache = Path(args.cache) if resuming and args.cache else None
+    cache = Path(args.cache) if args.resume and args.cache else None
     try:
-        if not resuming:
+        if not args.resume:
             cache = _build_cache(args, state)
         last = train_editor(cache or "", args.out, preset=args.preset, variant=args.variant,
                             steps=args.steps, resume=args.resume, quiet=args.quiet, cpu=cpu,

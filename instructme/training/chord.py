@@ -37,7 +37,8 @@ from instructme.training.stem_mixes import (
     load_songs,
     song_mix,
 )
-from instructme.training.supervised import LoopConfig, train_loop
+from instructme.training.supervised import LoopConfig, SupervisedTask
+from instructme.training.trainer import Trainer, resumed_config
 
 Segments = list[tuple[float, float, str]]
 
@@ -171,16 +172,12 @@ def train_chord(data: str | Path, out: str | Path, preset: str = "small",
                 train_config: ChordTrainConfig | None = None,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train a :class:`ChordRecognizer` on ``data`` (train split); evaluate on val songs."""
-    from instructme.checkpoint import read_config
 
     tcfg = train_config or ChordTrainConfig.preset(preset)
     if steps is not None:
         tcfg = dataclasses.replace(tcfg, steps=steps)
     if resume:
-        cfg_d = read_config(out)
-        cfg_d.pop("model_class", None)
-        cfg_d.pop("_extra", None)
-        mcfg = ChordConfig.from_dict(cfg_d)
+        mcfg = resumed_config(out, "chord", ChordConfig)
     else:
         mcfg = model_config or ChordConfig.preset(preset)
     train_songs = [s for s in load_songs(data, ("train",)) if s.chords]
@@ -214,6 +211,8 @@ def train_chord(data: str | Path, out: str | Path, preset: str = "small",
                       warmup_steps=tcfg.warmup_steps, ema_decay=tcfg.ema_decay,
                       log_every=tcfg.log_every, eval_every=tcfg.eval_every,
                       save_every=tcfg.eval_every, num_workers=tcfg.num_workers, seed=seed)
-    return train_loop(model, dataset, step_fn, out, loop,
-                      evaluate=evaluate if val_songs else None, resume=resume,
-                      extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed}, log=log)
+    task = SupervisedTask("chord", model, dataset, step_fn, loop, {"chord": mcfg},
+                          evaluate=evaluate if val_songs else None,
+                          extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed},
+                          curves=("loss", "frame_acc", "val_majmin"))
+    return Trainer(task, out, resume=resume, log=log).fit()["eval"]

@@ -24,13 +24,13 @@ from instructme.config import Config
 from instructme.errors import CheckpointError, ManifestError
 from instructme.models.classifier import ClassifierConfig, InstrumentClassifier, default_styles
 from instructme.models.classifier_grow import grow_classifier
-from instructme.training.plots import plot_losses
 from instructme.training.stem_mixes import MixSpec, SongRef, draw_mix, load_songs
-from instructme.training.supervised import LoopConfig, train_loop
+from instructme.training.supervised import LoopConfig, SupervisedTask
+from instructme.training.trainer import Trainer, resumed_config
 
 IGNORE_STYLE = -100
 #: Curves of the training log drawn into ``loss.png`` (validation numbers every eval_every).
-LOSS_CURVES = ("loss_inst", "loss_style", "eval.macro_f1", "eval.style_accuracy")
+LOSS_CURVES = ("loss_inst", "loss_style", "val_macro_f1", "val_style_accuracy")
 
 
 @dataclasses.dataclass
@@ -227,7 +227,7 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
     the preset's widths; with ``init`` they grow its model, function-preserving
     (:func:`~instructme.models.classifier_grow.grow_classifier`).
     """
-    from instructme.checkpoint import load_model, read_config
+    from instructme.checkpoint import load_model
 
     tcfg = train_config or ClassifierTrainConfig.preset(preset)
     if steps is not None:
@@ -267,10 +267,7 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
             raise ValueError(f"{init}: its style head lacks the dataset's styles "
                              f"{', '.join(missing)}")
     elif resume:
-        cfg_d = read_config(out)
-        cfg_d.pop("model_class", None)
-        cfg_d.pop("_extra", None)
-        mcfg = ClassifierConfig.from_dict(cfg_d)
+        mcfg = resumed_config(out, "classifier", ClassifierConfig)
     else:
         mcfg = model_config or ClassifierConfig.preset(preset)
         mcfg = dataclasses.replace(mcfg, styles=styles_for(train_songs), **widths)
@@ -303,10 +300,9 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
                       warmup_steps=tcfg.warmup_steps, ema_decay=tcfg.ema_decay,
                       log_every=tcfg.log_every, eval_every=tcfg.eval_every,
                       save_every=tcfg.eval_every, num_workers=tcfg.num_workers, seed=seed)
-    result = train_loop(model, dataset, step_fn, out, loop,
-                        evaluate=evaluate if val is not None else None, resume=resume,
-                        extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed,
-                               **({"init": str(init)} if init is not None else {})},
-                        log=log)
-    plot_losses(Path(out) / "train_log.jsonl", Path(out) / "loss.png", LOSS_CURVES)
-    return result
+    task = SupervisedTask("classifier", model, dataset, step_fn, loop, {"classifier": mcfg},
+                          evaluate=evaluate if val is not None else None,
+                          extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed,
+                                 **({"init": str(init)} if init is not None else {})},
+                          curves=LOSS_CURVES)
+    return Trainer(task, out, resume=resume, log=log).fit()["eval"]

@@ -1,41 +1,40 @@
-"""A small supervised training loop on Hugging Face ``accelerate`` (analysis models).
+"""The supervised task of the analysis models (chord recognizer, instrument/style classifier)
+on the shared :class:`~instructme.training.trainer.Trainer`.
 
-Used by the chord recognizer and the instrument/style classifier trainers: AdamW with a
-linear warm-up and cosine decay, gradient clipping, optional EMA weights
-(``torch.optim.swa_utils.AveragedModel``), periodic evaluation, JSONL logs and resumable
-state. One process on CPU; the same code runs data-parallel on several GPUs.
-
-Output folder layout::
-
-    OUT/config.json, OUT/model.safetensors   the model (EMA weights when EMA is on)
-    OUT/state/                               accelerate state (model, optimiser, scheduler,
-                                             EMA, RNG) + progress.json, for --resume
-    OUT/train_log.jsonl                      one line per log/eval event
+AdamW with a linear warm-up and cosine decay to 5 %, gradient clipping, optional EMA of the
+weights and buffers (:class:`~instructme.training.ema.AveragedEMA`), batches of a dataset
+whose item ``i`` is deterministic in ``i``: batch ``s`` holds items ``s*B .. s*B+B-1``, so a
+resumed run continues with the same data. A model supplies its network, its dataset, its
+loss ``step_fn(model, batch, step) -> (loss, scalars)`` and optionally ``evaluate(model)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
 from torch import nn
 
 from instructme.checkpoint import save_model
-from instructme.errors import CheckpointError
-from instructme.fileio import atomic_write_json
+from instructme.config import Config
+from instructme.training.ema import AveragedEMA, maybe_applied
+from instructme.training.plots import plot_losses
+from instructme.training.trainer import Schedule, TrainTask
 
 StepFn = Callable[[nn.Module, Any, int], tuple[torch.Tensor, dict[str, float]]]
 EvalFn = Callable[[nn.Module], dict[str, Any]]
 
 
 @dataclasses.dataclass
-class LoopConfig:
+class LoopConfig(Config):
+    """Optimisation and schedule of a supervised run."""
+
     steps: int = 2000
     batch_size: int = 16
     lr: float = 1e-3
@@ -50,7 +49,9 @@ class LoopConfig:
     seed: int = 0
 
 
-def _lr_lambda(cfg: LoopConfig) -> Callable[[int], float]:
+def lr_lambda(cfg: LoopConfig) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up, then cosine decay to 0.05 at ``cfg.steps``."""
+
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / max(cfg.warmup_steps, 1)
@@ -60,124 +61,69 @@ def _lr_lambda(cfg: LoopConfig) -> Callable[[int], float]:
     return f
 
 
-def train_loop(model: nn.Module, dataset: torch.utils.data.Dataset, step_fn: StepFn,
-               out_dir: str | Path, cfg: LoopConfig, evaluate: EvalFn | None = None,
-               resume: bool = False, extra: dict[str, Any] | None = None,
-               collate_fn: Callable | None = None, log: Callable[[str], None] = print
-               ) -> dict[str, Any]:
-    """Train ``model`` for ``cfg.steps`` optimiser steps; returns the last evaluation.
+class SupervisedTask(TrainTask):
+    """``model`` trained on ``dataset`` with ``step_fn``; ``configs`` are saved for resume
+    (``loop`` is added as ``train``); ``extra`` goes into the exported ``config.json``."""
 
-    ``dataset[i]`` must be deterministic in ``i`` (``len >= steps * batch_size``): batch
-    ``s`` holds items ``s*B .. s*B+B-1``, so a resumed run continues with the same data.
-    ``step_fn(model, batch, step) -> (loss, scalars)``; ``evaluate(model) -> metrics``.
-    """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    def __init__(self, name: str, model: nn.Module, dataset: torch.utils.data.Dataset,
+                 step_fn: StepFn, loop: LoopConfig, configs: dict[str, Config],
+                 evaluate: EvalFn | None = None, extra: dict[str, Any] | None = None,
+                 collate_fn: Callable | None = None, curves: tuple[str, ...] = ("loss",)
+                 ) -> None:
+        if len(dataset) < loop.steps * loop.batch_size:  # type: ignore[arg-type]
+            raise ValueError("dataset shorter than steps * batch_size")
+        self.name, self.net, self.dataset, self.step_fn = name, model, dataset, step_fn
+        self.loop, self.eval_fn, self.extra = loop, evaluate, extra or {}
+        self.collate_fn, self.curves = collate_fn, curves
+        self.configs = {**configs, "train": loop}
+        self.schedule = Schedule(steps=loop.steps, log_every=loop.log_every,
+                                 save_every=loop.save_every or loop.steps or 1,
+                                 eval_every=loop.eval_every if evaluate else 0,
+                                 eval_at_end=evaluate is not None)
 
-    out = Path(out_dir)
-    state_dir = out / "state"
-    progress_path = state_dir / "progress.json"
-    out.mkdir(parents=True, exist_ok=True)
-    set_seed(cfg.seed)
-    accelerator = Accelerator()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    ema = None
-    if cfg.ema_decay > 0:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
-                            use_buffers=True)
-    model, opt, sched = accelerator.prepare(model, opt, sched)
-    if ema is not None:
-        ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
+    def setup(self, accelerator: Accelerator) -> None:
+        cfg, model = self.loop, self.net
+        set_seed(cfg.seed)
+        self.accelerator = accelerator
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+        if cfg.ema_decay > 0:
+            self.ema = AveragedEMA(model, cfg.ema_decay, accelerator.device)
+        self.wrapped, self.opt, self.sched = accelerator.prepare(model, opt, sched)
+        if self.ema is not None:
+            accelerator.register_for_checkpointing(self.ema.checkpoint_object())
+        self.model = accelerator.unwrap_model(self.wrapped)
 
-    step = 0
-    if resume:
-        if not progress_path.is_file():
-            raise CheckpointError(f"{out}: nothing to resume (no state/progress.json)")
-        accelerator.load_state(str(state_dir))
-        step = int(json.loads(progress_path.read_text())["step"])
-        log(f"resumed at step {step}")
-    elif progress_path.is_file():
-        raise CheckpointError(f"{out}: holds a training run; pass --resume or use another --out")
+    def start(self, step: int) -> None:
+        cfg = self.loop
+        remaining = torch.utils.data.Subset(self.dataset, range(step * cfg.batch_size,
+                                                                cfg.steps * cfg.batch_size))
+        loader = torch.utils.data.DataLoader(
+            remaining, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
+            collate_fn=self.collate_fn, drop_last=True,
+            persistent_workers=cfg.num_workers > 0)
+        self.batches = iter(self.accelerator.prepare(loader))
+        self.wrapped.train()
 
-    if len(dataset) < cfg.steps * cfg.batch_size:  # type: ignore[arg-type]
-        raise ValueError("dataset shorter than steps * batch_size")
-    remaining = torch.utils.data.Subset(dataset, range(step * cfg.batch_size,
-                                                       cfg.steps * cfg.batch_size))
-    loader = torch.utils.data.DataLoader(
-        remaining, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
-        collate_fn=collate_fn, drop_last=True, persistent_workers=cfg.num_workers > 0)
-    loader = accelerator.prepare(loader)
-
-    def eval_model() -> nn.Module:
-        m = ema.module if ema is not None else accelerator.unwrap_model(model)
-        return m
-
-    def save(final: bool = False) -> None:
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            return
-        accelerator.save_state(str(state_dir))
-        atomic_write_json(progress_path, {"step": step, "steps": cfg.steps})
-        unwrapped = accelerator.unwrap_model(model)
-        sd = ema.module.state_dict() if ema is not None else None
-        save_model(unwrapped, out, extra={**(extra or {}), "step": step, "final": final},
-                   state_dict=sd)
-
-    def write_log(rec: dict[str, Any]) -> None:
-        if accelerator.is_main_process:
-            with open(out / "train_log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(rec) + "\n")
-
-    metrics: dict[str, Any] = {}
-    t0, running, n_running = time.perf_counter(), {}, 0
-    model.train()
-    for batch in loader:
-        loss, scalars = step_fn(model, batch, step)
-        opt.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
+    def train_step(self, step: int) -> dict[str, float]:
+        acc, cfg = self.accelerator, self.loop
+        loss, scalars = self.step_fn(self.wrapped, next(self.batches), step)
+        self.opt.zero_grad(set_to_none=True)
+        acc.backward(loss)
         if cfg.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        if ema is not None:
-            ema.update_parameters(accelerator.unwrap_model(model))
-        step += 1
-        scalars = {"loss": float(loss.detach()), **scalars}
-        for k, v in scalars.items():
-            running[k] = running.get(k, 0.0) + v
-        n_running += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            rec = {"step": step, "lr": sched.get_last_lr()[0],
-                   "sec_per_step": (time.perf_counter() - t0) / n_running,
-                   **{k: v / n_running for k, v in running.items()}}
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in rec.items()))
-            write_log(rec)
-            t0, running, n_running = time.perf_counter(), {}, 0
-        if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 \
-                and step < cfg.steps:
-            metrics = _evaluate(evaluate, eval_model(), step, log, write_log)
-            model.train()
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            save()
-    if evaluate is not None:
-        metrics = _evaluate(evaluate, eval_model(), step, log, write_log)
-    save(final=True)
-    return metrics
+            acc.clip_grad_norm_(self.wrapped.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return {"loss": float(loss.detach()), **scalars, "lr": self.sched.get_last_lr()[0]}
 
+    def evaluate(self, step: int, model: nn.Module) -> dict[str, Any]:
+        return self.eval_fn(model) if self.eval_fn is not None else {}
 
-def _evaluate(evaluate: EvalFn, model: nn.Module, step: int, log: Callable[[str], None],
-              write_log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        metrics = evaluate(model)
-    model.train(was)
-    flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-    log(f"eval step={step} " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in flat.items()))
-    write_log({"step": step, "eval": metrics})
-    return metrics
+    def export(self, directory: Path, step: int, final: bool) -> None:
+        with maybe_applied(self.ema, self.model) as model:
+            save_model(model, directory, extra={**self.extra, "step": step, "final": final})
+
+    def plot(self, log_path: Path, png_path: Path) -> None:
+        plot_losses(log_path, png_path, self.curves)

@@ -1,51 +1,39 @@
-"""Training loop of the audio VAE (InstructME's latent space, arXiv 2308.14360, VAE E/D).
+"""The audio VAE's training task (InstructME's latent space, arXiv 2308.14360, VAE E/D) on
+the shared :class:`~instructme.training.trainer.Trainer`.
 
-Losses: multi-scale log-mel L1 (DESIGN's fidelity metric plus a finer scale) and
-multi-resolution STFT (``auraloss``) reconstruction, a small KL term, for a VAE with a
-sinusoidal low band the sine head's peak loss (:func:`sine_loss`), and, after
-``disc_start`` steps, a hinge adversarial loss with feature matching from
-:mod:`instructme.models.discriminator`. Hugging Face ``accelerate`` runs it (one CPU process,
-or GPUs unchanged); EMA of the generator weights (``diffusers.training_utils.EMAModel``);
-gradient clipping; resumable: ``OUT/state`` holds the optimiser/model/EMA/RNG state and the
-step count, and ``OUT`` itself is always a loadable VAE folder (EMA weights, with the latent
-``scaling_factor`` measured on training crops). Logs go to ``OUT/logs.jsonl`` and
-``OUT/loss.png``; validation reconstructions to ``OUT/samples/step_NNNNNNN/``; with
-``snapshot_every``, loadable EMA snapshots to ``OUT/snapshots/step_NNNNNNN/`` (for
-:mod:`~instructme.training.vae_average`).
+One step: the generator objective of :mod:`instructme.training.vae_losses` (reconstruction,
+KL, sine peaks; after ``disc_start`` steps also adversarial and feature matching), then,
+once the discriminator is on, its hinge step. EMA of the generator weights
+(:class:`~instructme.training.ema.DiffusersEMA`); gradient clipping; the batch source is a
+seeded :class:`~instructme.training.vae_data.CropSampler` whose position is saved with each
+checkpoint. The exported folder (EMA weights) carries the latent ``scaling_factor`` measured
+on training crops; an evaluation writes validation reconstructions to
+``OUT/samples/step_NNNNNNN/`` (logged as ``val_mel``); with ``snapshot_every``, loadable EMA
+snapshots go to ``OUT/snapshots/`` (for :mod:`~instructme.training.vae_average`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import shutil
-import signal
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
-from accelerate.utils import extract_model_from_parallel
+from accelerate import Accelerator
 from torch import nn
 
 from instructme.checkpoint import load_model, save_model
 from instructme.config import Config
 from instructme.dataset.audio_folder import load_audio_folder
 from instructme.errors import CheckpointError, ManifestError
-from instructme.fileio import atomic_write_json, atomic_write_jsonl, replace_dir
-from instructme.models.discriminator import (
-    Discriminator,
-    DiscriminatorConfig,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-)
+from instructme.models.discriminator import Discriminator, DiscriminatorConfig, discriminator_loss
 from instructme.models.vae import AudioVAE, VAEConfig
 from instructme.models.vae_grow import grow_vae
-from instructme.models.vae_sines import SinePrediction, analyze_peaks
+from instructme.training.ema import DiffusersEMA
+from instructme.training.trainer import Schedule, Trainer, TrainTask, saved_configs
 from instructme.training.vae_data import CropSampler, fixed_clips, load_split
+from instructme.training.vae_losses import ReconstructionLoss, generator_step_losses
 from instructme.training.vae_plots import plot_vae_losses, save_reconstructions
 
 
@@ -106,79 +94,6 @@ class VAETrainConfig(Config):
     }
 
 
-class ReconstructionLoss(nn.Module):
-    """Multi-scale log-mel L1 + ``auraloss`` multi-resolution STFT. ``[B, 1, N]`` pairs."""
-
-    def __init__(self, sample_rate: int, low_band_weight: float = 1.0) -> None:
-        super().__init__()
-        import auraloss
-
-        from instructme.metrics.codec import MultiScaleMelDistance
-
-        self.mel = MultiScaleMelDistance(sample_rate, (256, 512, 1024, 2048), (40, 80, 80, 80),
-                                         low_weight=low_band_weight)
-        self.stft = auraloss.freq.MultiResolutionSTFTLoss(
-            fft_sizes=[256, 512, 1024, 2048], hop_sizes=[64, 128, 256, 512],
-            win_lengths=[256, 512, 1024, 2048])
-
-    def forward(self, est: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mel(est[:, 0], ref[:, 0]), self.stft(est, ref)
-
-
-def generator_step_losses(vae: nn.Module, disc: nn.Module | None, recon_loss: ReconstructionLoss,
-                          x: torch.Tensor, cfg: VAETrainConfig
-                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
-    """Generator objective for one batch ``x: [B, 1, N]``.
-
-    Returns ``(total, terms, d_inputs)``; ``d_inputs`` = ``(recon.detach(), real_logits)`` for
-    the discriminator step (``None`` when ``disc`` is None, i.e. before ``disc_start``).
-    """
-    recon, mean, logvar, sines = vae(x, with_sines=True)
-    mel, stft = recon_loss(recon, x)
-    kl = AudioVAE.kl(mean, logvar)
-    terms = {"mel": mel, "stft": stft, "kl": kl}
-    total = cfg.w_mel * mel + cfg.w_stft * stft + cfg.w_kl * kl
-    if sines is not None:
-        config = extract_model_from_parallel(vae).config
-        terms["sine"] = sine_loss(sines, x[:, 0], config, cfg.sine_floor_db)
-        total = total + cfg.w_sine * terms["sine"]
-    d_inputs = None
-    if disc is not None:
-        fake_logits, fake_feats = disc(recon)
-        real_logits, real_feats = disc(x)
-        terms["adv"] = generator_loss(fake_logits)
-        terms["fm"] = feature_matching_loss(real_feats, fake_feats)
-        total = total + cfg.w_adv * terms["adv"] + cfg.w_fm * terms["fm"]
-        d_inputs = (recon.detach(), real_logits)
-    return total, terms, d_inputs
-
-
-def sine_loss(pred: SinePrediction, x: torch.Tensor, config: VAEConfig,
-              floor_db: float = -60.0) -> torch.Tensor:
-    """The sine head's supervised loss against the peaks of ``x: [B, N]``
-    (:func:`~instructme.models.vae_sines.analyze_peaks`): binary cross-entropy of the peak
-    logits, plus at the true peaks the L1 error of the log-amplitude and 4 x that of the bin
-    offset (a scalar)."""
-    with torch.no_grad():
-        mask, log_amp, offset = analyze_peaks(x.float(), config.sine_slots, config.sine_n_fft,
-                                              config.hop_length, floor_db=floor_db)
-    bce = nn.functional.binary_cross_entropy_with_logits(pred.logit, mask)
-    n = mask.sum().clamp(min=1.0)
-    l_amp = ((pred.log_amp - log_amp).abs() * mask).sum() / n
-    l_off = ((pred.offset - offset).abs() * mask).sum() / n
-    return bce + l_amp + 4.0 * l_off
-
-
-class _Stop:
-    """Set by SIGTERM/SIGINT so the loop saves a checkpoint and exits cleanly."""
-
-    requested = False
-
-    @classmethod
-    def handler(cls, signum: int, frame: Any) -> None:
-        cls.requested = True
-
-
 def lr_factor(cfg: VAETrainConfig, step: int) -> float:
     """Learning-rate multiplier at ``step``: linear warm-up, constant, then (the last
     ``decay_steps`` steps before ``steps``) cosine decay to ``lr_final``."""
@@ -188,6 +103,118 @@ def lr_factor(cfg: VAETrainConfig, step: int) -> float:
         p = min(1.0, (step - start) / cfg.decay_steps)
         factor *= cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * p))
     return factor
+
+
+class VAETask(TrainTask):
+    """The VAE (``vae_cfg``) and its discriminator (``disc_cfg``) trained on ``data_dir``."""
+
+    name = "vae"
+
+    def __init__(self, data_dir: str | Path, cfg: VAETrainConfig, vae_cfg: VAEConfig,
+                 disc_cfg: DiscriminatorConfig, init_vae: AudioVAE | None = None,
+                 log: Any = print) -> None:
+        self.cfg, self.vae_cfg, self.disc_cfg, self.init_vae = cfg, vae_cfg, disc_cfg, init_vae
+        self.log = log
+        self.configs = {"train": cfg, "vae": vae_cfg, "disc": disc_cfg}
+        self.schedule = Schedule(steps=cfg.steps, log_every=cfg.log_every,
+                                 save_every=cfg.save_every, eval_every=cfg.sample_every,
+                                 snapshot_every=cfg.snapshot_every)
+        torch.manual_seed(cfg.seed)
+        sr = vae_cfg.sample_rate
+        train_songs = load_split(data_dir, "train", sr)
+        extra = load_audio_folder(cfg.extra_audio, "train", sr) if cfg.extra_audio else None
+        try:
+            val_songs = load_split(data_dir, "val", sr) or train_songs
+        except ManifestError:  # no validation manifest: show training songs instead
+            val_songs = train_songs
+        segment = int(round(cfg.segment_seconds * sr))
+        self.sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed, extra=extra,
+                                   p_extra=cfg.p_extra)
+        self.val = fixed_clips(val_songs, cfg.val_clips, cfg.val_seconds, sr, stems_too=True)
+        scale_sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed + 1)
+        self.scale_batch = torch.from_numpy(scale_sampler.batch(cfg.scale_clips))
+
+    def setup(self, accelerator: Accelerator) -> None:
+        cfg = self.cfg
+        self.accelerator = accelerator
+        vae = AudioVAE(self.vae_cfg)
+        if self.init_vae is not None:
+            load_init_weights(vae, self.init_vae)
+            if self.log:
+                self.log(f"initialised the VAE from {cfg.init} (a new discriminator and "
+                         f"optimiser; {vae.num_parameters:,} parameters)")
+        if cfg.freeze_encoder:
+            if cfg.init is None:
+                raise CheckpointError("freeze_encoder needs an init VAE (the encoder to keep)")
+            for p in encoder_parameters(vae):
+                p.requires_grad_(False)
+        disc = Discriminator(self.disc_cfg)
+        recon = ReconstructionLoss(self.vae_cfg.sample_rate, cfg.low_band_weight)
+        opt_g = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr,
+                                  betas=cfg.betas)
+        opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
+        sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: lr_factor(cfg, s))
+        (self.vae, self.disc, self.recon, self.opt_g, self.opt_d,
+         self.sched_g) = accelerator.prepare(vae, disc, recon, opt_g, opt_d, sched_g)
+        self.ema = DiffusersEMA(self.vae.parameters(), cfg.ema_decay, power=3 / 4)
+        accelerator.register_for_checkpointing(self.ema.checkpoint_object())
+        self.model = accelerator.unwrap_model(self.vae)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        acc, cfg = self.accelerator, self.cfg
+        self.vae.train()
+        x = torch.from_numpy(self.sampler.batch(cfg.batch_size))[:, None].to(acc.device)
+        total, terms, d_inputs = generator_step_losses(
+            self.vae, self.disc if step >= cfg.disc_start else None, self.recon, x, cfg)
+        self.opt_g.zero_grad(set_to_none=True)
+        acc.backward(total)
+        gnorm = acc.clip_grad_norm_(self.vae.parameters(), cfg.grad_clip)
+        self.opt_g.step()
+        self.sched_g.step()
+        self.ema.update(self.vae)
+        if d_inputs is not None:
+            recon_d, real_logits = d_inputs
+            fake_logits, _ = self.disc(recon_d)
+            loss_d = discriminator_loss(real_logits, fake_logits)
+            self.opt_d.zero_grad(set_to_none=True)
+            acc.backward(loss_d)
+            acc.clip_grad_norm_(self.disc.parameters(), cfg.grad_clip)
+            self.opt_d.step()
+            terms["disc"] = loss_d
+        return {**{k: float(v.detach()) for k, v in terms.items()},
+                "total": float(total.detach()), "grad_norm": float(gnorm),
+                "lr": self.sched_g.get_last_lr()[0]}
+
+    def evaluate(self, step: int, model: nn.Module) -> dict[str, Any]:
+        return {"mel": save_reconstructions(model, self.val,
+                                            self.out / "samples" / f"step_{step:07d}")}
+
+    def state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.sampler.set_state(state["sampler"])
+
+    @torch.no_grad()
+    def export(self, directory: Path, step: int, final: bool) -> None:
+        """The EMA weights with ``scaling_factor = 1 / std(latent means)`` of the training
+        crops (a frozen encoder keeps its own: its latent space is fixed)."""
+        vae = self.model
+        with self.ema.applied(vae):
+            vae.eval()
+            mean, _ = vae.encode(self.scale_batch.to(next(vae.parameters()).device))
+            std = float(mean.std())
+            scaling = (vae.config.scaling_factor if self.cfg.freeze_encoder
+                       else 1.0 / max(std, 1e-6))
+            original = vae.config
+            vae.config = dataclasses.replace(original, scaling_factor=scaling)
+            try:
+                save_model(vae, directory, extra={"step": step, "latent_std": std})
+            finally:
+                vae.config = original
+
+    def plot(self, log_path: Path, png_path: Path) -> None:
+        plot_vae_losses(log_path, png_path)
 
 
 def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = None,
@@ -204,22 +231,11 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
     fields of the preset (new runs only; a resumed run keeps its saved configs, except
     ``steps`` and ``decay_steps``: a run can be extended and end with a learning-rate decay).
     """
-    from accelerate import Accelerator
-    from diffusers.training_utils import EMAModel
-
-    out = Path(out_dir)
-    state_dir = out / "state"
-    if state_dir.exists() and not resume:
-        raise CheckpointError(f"{out} already holds a training run; pass --resume to continue "
-                              "it or choose another --out")
-    if resume and not (state_dir / "trainer.json").is_file():
-        if not quiet:
-            print(f"no checkpoint in {out}: starting a new run")
-        resume = False
     if resume:
-        cfg = VAETrainConfig.from_json_file(state_dir / "train_config.json")
-        vae_cfg = VAEConfig.from_json_file(state_dir / "vae_config.json")
-        disc_cfg = DiscriminatorConfig.from_json_file(state_dir / "disc_config.json")
+        saved = saved_configs(out_dir)
+        cfg = VAETrainConfig.from_dict(saved["train"])
+        vae_cfg = VAEConfig.from_dict(saved["vae"])
+        disc_cfg = DiscriminatorConfig.from_dict(saved["disc"])
     else:
         name = preset or "small"
         cfg = VAETrainConfig.preset(name, **overrides)
@@ -230,7 +246,6 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
         cfg.steps = steps
     if decay_steps is not None:
         cfg.decay_steps = decay_steps
-
     init_vae = None
     if cfg.init is not None and not resume:
         init_vae = load_model(AudioVAE, cfg.init)
@@ -240,145 +255,10 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: str | None = No
             if vae_cfg != dataclasses.replace(init_vae.config, scaling_factor=1.0):
                 init_vae = grow_vae(init_vae, vae_cfg, seed=cfg.seed)
             vae_cfg = init_vae.config
-    torch.manual_seed(cfg.seed)
-    train_songs = load_split(data_dir, "train", vae_cfg.sample_rate)
-    extra = None
-    if cfg.extra_audio is not None:
-        extra = load_audio_folder(cfg.extra_audio, "train", vae_cfg.sample_rate)
-    try:
-        val_songs = load_split(data_dir, "val", vae_cfg.sample_rate) or train_songs
-    except ManifestError:  # no validation manifest: show training songs instead
-        val_songs = train_songs
-    segment = int(round(cfg.segment_seconds * vae_cfg.sample_rate))
-    sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed, extra=extra,
-                          p_extra=cfg.p_extra)
-    val = fixed_clips(val_songs, cfg.val_clips, cfg.val_seconds, vae_cfg.sample_rate,
-                      stems_too=True)
-    scale_sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed + 1)
-    scale_batch = torch.from_numpy(scale_sampler.batch(cfg.scale_clips))
-
-    accelerator = Accelerator()
-    vae = AudioVAE(vae_cfg)
-    if init_vae is not None:
-        load_init_weights(vae, init_vae)
-        if not quiet:
-            print(f"initialised the VAE from {cfg.init} (a new discriminator and optimiser; "
-                  f"{vae.num_parameters:,} parameters)")
-    if cfg.freeze_encoder:
-        if cfg.init is None:
-            raise CheckpointError("freeze_encoder needs an init VAE (the encoder to keep)")
-        for p in encoder_parameters(vae):
-            p.requires_grad_(False)
-    disc = Discriminator(disc_cfg)
-    recon_loss = ReconstructionLoss(vae_cfg.sample_rate, cfg.low_band_weight)
-    opt_g = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr,
-                              betas=cfg.betas)
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: lr_factor(cfg, s))
-    vae, disc, recon_loss, opt_g, opt_d, sched_g = accelerator.prepare(
-        vae, disc, recon_loss, opt_g, opt_d, sched_g)
-    ema = EMAModel(vae.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
-    accelerator.register_for_checkpointing(ema)
-
-    step = 0
-    if resume:
-        accelerator.load_state(str(state_dir))
-        trainer_state = json.loads((state_dir / "trainer.json").read_text())
-        step = int(trainer_state["step"])
-        sampler.set_state(trainer_state["sampler"])
-        _truncate_logs(out / "logs.jsonl", step)
-        if not quiet:
-            print(f"resumed {out} at step {step}")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "logs.jsonl").unlink(missing_ok=True)
-
-    def save_checkpoint() -> None:
-        tmp = out / "state.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.save_state(str(tmp))
-        atomic_write_json(tmp / "trainer.json", {"step": step, "sampler": sampler.state()})
-        atomic_write_json(tmp / "train_config.json", cfg.to_dict())
-        atomic_write_json(tmp / "vae_config.json", vae_cfg.to_dict())
-        atomic_write_json(tmp / "disc_config.json", disc_cfg.to_dict())
-        replace_dir(tmp, state_dir)
-        export_model(accelerator.unwrap_model(vae), ema, scale_batch, out, step,
-                     keep_scaling=cfg.freeze_encoder)
-        plot_vae_losses(out / "logs.jsonl", out / "loss.png")
-
-    def write_samples() -> float:
-        model = accelerator.unwrap_model(vae)
-        ema.store(model.parameters())
-        ema.copy_to(model.parameters())
-        try:
-            return save_reconstructions(model, val, out / "samples" / f"step_{step:07d}")
-        finally:
-            ema.restore(model.parameters())
-
-    old_handlers = {s: signal.signal(s, _Stop.handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    _Stop.requested = False
-    window: dict[str, list[float]] = {}
-    t0 = time.perf_counter()
-    last: dict[str, Any] = {"step": step}
-    try:
-        while step < cfg.steps and not _Stop.requested:
-            vae.train()
-            x = torch.from_numpy(sampler.batch(cfg.batch_size))[:, None].to(accelerator.device)
-            use_adv = step >= cfg.disc_start
-            total, terms, d_inputs = generator_step_losses(
-                vae, disc if use_adv else None, recon_loss, x, cfg)
-            opt_g.zero_grad(set_to_none=True)
-            accelerator.backward(total)
-            gnorm = accelerator.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
-            opt_g.step()
-            sched_g.step()
-            ema.step(vae.parameters())
-            if d_inputs is not None:
-                recon_d, real_logits = d_inputs
-                fake_logits, _ = disc(recon_d)
-                loss_d = discriminator_loss(real_logits, fake_logits)
-                opt_d.zero_grad(set_to_none=True)
-                accelerator.backward(loss_d)
-                accelerator.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
-                opt_d.step()
-                terms["disc"] = loss_d
-            step += 1
-            for k, v in {**terms, "total": total, "grad_norm": gnorm}.items():
-                window.setdefault(k, []).append(float(v.detach()))
-            if not all(math.isfinite(window[k][-1]) for k in terms):
-                raise FloatingPointError(f"non-finite loss at step {step}: "
-                                         f"{ {k: window[k][-1] for k in terms} }")
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                dt = time.perf_counter() - t0
-                last = {"step": step, "time": time.time(), "steps_per_s": len(window["total"]) / dt,
-                        "lr": sched_g.get_last_lr()[0],
-                        **{k: float(np.mean(v)) for k, v in window.items()}}
-                with open(out / "logs.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(last, sort_keys=True) + "\n")
-                if not quiet:
-                    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in last.items() if k != "time"), flush=True)
-                window, t0 = {}, time.perf_counter()
-            if step % cfg.sample_every == 0:
-                val_mel = write_samples()
-                rec = {"step": step, "time": time.time(), "val_mel": val_mel}
-                with open(out / "logs.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(rec, sort_keys=True) + "\n")
-                if not quiet:
-                    print(f"step={step} val_mel={val_mel:.4f}", flush=True)
-            if step % cfg.save_every == 0:
-                save_checkpoint()
-            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-                export_model(accelerator.unwrap_model(vae), ema, scale_batch,
-                             out / "snapshots" / f"step_{step:07d}", step,
-                             keep_scaling=cfg.freeze_encoder)
-        save_checkpoint()
-        if _Stop.requested and not quiet:
-            print(f"stopped at step {step}; continue with --resume")
-    finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-    return last
+    log = None if quiet else print
+    task = VAETask(data_dir, cfg, vae_cfg, disc_cfg, init_vae, log=log)
+    result = Trainer(task, out_dir, resume=resume, log=log).fit()
+    return {k: v for k, v in result.items() if k != "eval"}
 
 
 def load_init_weights(vae: AudioVAE, init: AudioVAE) -> None:
@@ -398,34 +278,3 @@ SINE_PARAMETERS = ("enc_bass.", "sine_head.")
 def encoder_parameters(vae: AudioVAE) -> list[nn.Parameter]:
     """The parameters that define the latent space (everything before ``z``)."""
     return [p for name, p in vae.named_parameters() if name.startswith("enc_")]
-
-
-@torch.no_grad()
-def export_model(vae: AudioVAE, ema: Any, scale_batch: torch.Tensor, out: Path, step: int,
-                 keep_scaling: bool = False) -> None:
-    """Write the EMA weights to ``out`` with ``scaling_factor = 1 / std(latent means)``
-    (``keep_scaling``: the model's own, for a frozen encoder whose latent space is fixed)."""
-    ema.store(vae.parameters())
-    ema.copy_to(vae.parameters())
-    try:
-        vae.eval()
-        mean, _ = vae.encode(scale_batch.to(next(vae.parameters()).device))
-        std = float(mean.std())
-        scaling = vae.config.scaling_factor if keep_scaling else 1.0 / max(std, 1e-6)
-        cfg = dataclasses.replace(vae.config, scaling_factor=scaling)
-        original = vae.config
-        vae.config = cfg
-        try:
-            save_model(vae, out, extra={"step": step, "latent_std": std})
-        finally:
-            vae.config = original
-    finally:
-        ema.restore(vae.parameters())
-
-
-def _truncate_logs(path: Path, step: int) -> None:
-    """Drop log records written after the checkpoint being resumed (e.g. after a kill -9)."""
-    if not path.is_file():
-        return
-    keep = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    atomic_write_jsonl(path, [r for r in keep if r.get("step", 0) <= step])

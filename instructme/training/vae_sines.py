@@ -33,8 +33,9 @@ from instructme.dataset.audio_folder import load_audio_folder
 from instructme.errors import CheckpointError
 from instructme.models.vae import AudioVAE
 from instructme.models.vae_sines import SinePrediction
-from instructme.training.vae import load_init_weights, sine_loss
+from instructme.training.vae import load_init_weights
 from instructme.training.vae_data import CropSampler, load_split
+from instructme.training.vae_losses import sine_loss
 
 #: Parameter-name prefixes trained in this stage.
 TRAINED = ("enc_", "dec_in", "dec_latent", "sine_head")
