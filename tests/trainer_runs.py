@@ -59,6 +59,24 @@ def run_vae(root: Path) -> dict[str, Any]:
     return {"losses": losses(read_logs(out)), "weights": weights_checksum(out)}
 
 
+def run_vae_sines(root: Path) -> dict[str, Any]:
+    import torch
+    from test_train_vae import make_dataset
+
+    from instructme.checkpoint import save_model
+    from instructme.models.vae import AudioVAE, VAEConfig
+    from instructme.training.vae_sines import train_vae_sines
+
+    data = make_dataset(root / "vae-data")
+    torch.manual_seed(0)
+    save_model(AudioVAE(VAEConfig.preset("tiny")), root / "plain")
+    out = root / "sines"
+    train_vae_sines(root / "plain", data, out, sine_slots=20, steps=5, batch_size=2,
+                    log_every=1, quiet=True)
+    return {"losses": [{k: r[k] for k in ("step", "sine", "keep")} for r in read_logs(out)],
+            "weights": weights_checksum(out)}
+
+
 def run_editor(root: Path) -> dict[str, Any]:
     from test_train_editor import META, FakeVAE, fake_chords, make_dataset
 
@@ -106,7 +124,7 @@ def run_classifier(root: Path) -> dict[str, Any]:
             "eval": {k: v for k, v in metrics.items() if isinstance(v, float)}}
 
 
-RUNS = {"vae": run_vae, "editor": run_editor, "chord": run_chord, "classifier": run_classifier}
+RUNS = {"vae": run_vae, "vae_sines": run_vae_sines, "editor": run_editor, "chord": run_chord, "classifier": run_classifier}
 
 
 def run_all(root: Path) -> dict[str, Any]:

@@ -92,10 +92,12 @@ def _cmd_sines(args: argparse.Namespace) -> int:
         raise InstructMEError("--p-extra must be between 0 and 1")
     if args.lr <= 0 or args.keep_weight < 0:
         raise InstructMEError("--lr must be positive and --keep-weight at least 0")
-    rec = train_vae_sines(args.init, args.data, args.out, sine_slots=args.sine_slots,
-                          steps=args.steps, lr=args.lr, keep_weight=args.keep_weight,
-                          batch_size=args.batch_size, extra_audio=args.extra_audio,
-                          p_extra=args.p_extra, seed=args.seed, quiet=args.quiet)
+    settings = {} if args.resume else dict(
+        sine_slots=args.sine_slots, lr=args.lr, keep_weight=args.keep_weight,
+        batch_size=args.batch_size, extra_audio=args.extra_audio, p_extra=args.p_extra,
+        seed=args.seed)
+    rec = train_vae_sines(args.init, args.data, args.out, resume=args.resume, steps=args.steps,
+                          quiet=args.quiet, **settings)
     print(f"wrote {args.out}: sine loss {rec['sine']:.3f}, latent shift {rec['keep']:.4f}; "
           f"next: instructme train vae --init {args.out} --freeze-encoder ...")
     return 0
@@ -190,6 +192,8 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="recorded music imported with 'data import-audio' to train on too")
     s.add_argument("--p-extra", type=float, default=0.5)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (its saved settings; --steps may extend it)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_sines)
 

@@ -92,8 +92,10 @@ class TrainTask:
     #: The module exported and evaluated (unwrapped), and its weight average, set by setup.
     model: torch.nn.Module
     ema: EMA | None = None
-    #: The run folder, set by the trainer before :meth:`setup`.
+    #: The run folder, set by the trainer before :meth:`setup`; the last log record, kept
+    #: up to date by the trainer (for exports that record it).
     out: Path
+    last_log: dict[str, Any]
 
     def accelerator_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the :class:`~accelerate.Accelerator` (precision, ...)."""
@@ -228,7 +230,7 @@ class Trainer:
     def __init__(self, task: TrainTask, out: str | Path, resume: bool = False,
                  log: Callable[[str], None] | None = print) -> None:
         self.task, self.out, self.resume = task, Path(out), resume
-        task.out = self.out
+        task.out, task.last_log = self.out, {}
         self.echo = log
         self.state_dir = check_run_folder(self.out, resume)
         self.step = 0
@@ -329,6 +331,7 @@ class Trainer:
         record = {"step": self.step, "time": time.time(), "steps_per_s": n / max(seconds, 1e-9),
                   **means}
         self._write(record)
+        self.task.last_log = record
         return record
 
     def _write(self, record: dict[str, Any]) -> None:
