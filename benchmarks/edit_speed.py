@@ -62,7 +62,7 @@ print(json.dumps({"seconds": dt, "cpu_s": cpu, "timings": r.timings, "peak_mb": 
 def build(directory: Path, preset: str, text: str) -> Path:
     import torch
 
-    from instructme.editing.pipeline import write_pipeline_folder
+    from instructme.editing.folder import write_pipeline_folder
     from instructme.models.chord import ChordConfig, ChordRecognizer
     from instructme.models.text import TextEncoderConfig
     from instructme.models.unet import EditorConfig, EditorUNet

@@ -2,15 +2,14 @@
 arXiv 2308.14360, Method: latent diffusion).
 
 Noise schedules and solvers come from ``diffusers``: a ``DDPMScheduler`` defines the forward
-process used in training (``z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps``); sampling uses
-``DDIMScheduler`` (eta = 0), ``DPMSolverMultistepScheduler`` (``dpmsolver++``, 2nd order) or
-ancestral DDPM, all built from the same training schedule. The model predicts ``epsilon`` or
-the velocity ``v = sqrt(a_t) eps - sqrt(1 - a_t) z_0`` (``prediction_type``).
+process used in training (``z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps``); sampling uses one of
+the samplers of :data:`instructme.samplers.SAMPLERS` (DPM-Solver++, DDIM, ancestral DDPM),
+all built from the same training schedule. The model predicts ``epsilon`` or the velocity
+``v = sqrt(a_t) eps - sqrt(1 - a_t) z_0`` (``prediction_type``).
 
 Samplers take any denoiser callable ``(z_t [B, ...], t [B] long) -> prediction`` so they can
-be tested with an analytic denoiser. :class:`EditorDenoiser` wraps the editor U-Net with
-classifier-free guidance on the instruction: ``pred = u + s (c - u)`` where ``u`` is the
-prediction with the instruction dropped (all text masked: the learned null token only).
+be tested with an analytic denoiser; the editor's, with classifier-free guidance on the
+instruction, is :class:`instructme.editing.guidance.GuidedDenoiser`.
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-SAMPLERS = ("dpmsolver++", "ddim", "ddpm")
+from instructme.samplers import lookup, sampler_names
+
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -103,24 +103,18 @@ class Diffusion:
         return F.mse_loss(pred.float(), self.target(x0, noise, t).float())
 
     # ------------------------------------------------------------------ sampling
-    def make_sampler(self, sampler: str = "dpmsolver++", steps: int = 50) -> Any:
-        """A fresh ``diffusers`` scheduler for ``sampler`` with ``steps`` timesteps set."""
-        from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
+    def make_sampler(self, sampler: str = "dpm", steps: int = 50) -> Any:
+        """A fresh ``diffusers`` scheduler for ``sampler`` (a name of
+        :data:`instructme.samplers.SAMPLERS`) with ``steps`` timesteps set."""
+        spec = lookup(sampler)
+        if spec is None:
+            raise ValueError(f"unknown sampler {sampler!r} (known: "
+                             f"{', '.join(sampler_names())})")
         common: dict[str, Any] = dict(num_train_timesteps=self.num_train_timesteps,
                                       beta_schedule=self.beta_schedule,
                                       prediction_type=self.prediction_type,
                                       timestep_spacing="trailing")
-        if sampler == "dpmsolver++":
-            clip = -5.1 if self.beta_schedule == "squaredcos_cap_v2" else -float("inf")
-            sched = DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++",
-                                                solver_order=2, lambda_min_clipped=clip)
-        elif sampler == "ddim":
-            sched = DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
-        elif sampler == "ddpm":
-            sched = DDPMScheduler(**common, clip_sample=False)
-        else:
-            raise ValueError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
+        sched = spec.build(common)
         if steps < 1:
             raise ValueError(f"sampling steps must be >= 1, got {steps}")
         with warnings.catch_warnings():  # diffusers' np.array(tensor) under NumPy 2
@@ -129,7 +123,7 @@ class Diffusion:
         return sched
 
     @torch.no_grad()
-    def sample(self, denoiser: Denoiser, shape: tuple[int, ...], *, sampler: str = "dpmsolver++",
+    def sample(self, denoiser: Denoiser, shape: tuple[int, ...], *, sampler: str = "dpm",
                steps: int = 50, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                noise: torch.Tensor | None = None,
@@ -141,6 +135,7 @@ class Diffusion:
         noise from it too).
         """
         sched = self.make_sampler(sampler, steps)
+        stochastic = lookup(sampler).stochastic  # type: ignore[union-attr]
         gdev = generator.device if generator is not None else "cpu"
         if noise is None:
             noise = torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32)
@@ -150,7 +145,7 @@ class Diffusion:
             tb = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
             model_in = sched.scale_model_input(x, t)
             pred = denoiser(model_in.to(dtype), tb).float()
-            if sampler == "ddpm":  # its per-step noise comes from the caller's generator
+            if stochastic:  # its per-step noise comes from the caller's generator
                 x = sched.step(pred, t, x, generator=generator).prev_sample
             else:
                 x = sched.step(pred, t, x).prev_sample
@@ -158,36 +153,3 @@ class Diffusion:
                 callback(i + 1, len(timesteps))
         return x
 
-
-def classifier_free_guidance(cond: torch.Tensor, uncond: torch.Tensor,
-                             scale: float) -> torch.Tensor:
-    """``uncond + scale * (cond - uncond)`` (scale 1: conditional model, 0: unconditional)."""
-    return uncond + scale * (cond - uncond)
-
-
-class EditorDenoiser:
-    """Denoiser callable for the editor U-Net with instruction guidance.
-
-    Holds the conditioning of one batch: ``z_src [B, C, T]``, ``text [B, L, Dt]``,
-    ``text_mask [B, L]``, ``chords [B, Tc, K] | None``. With ``guidance_scale != 1`` the
-    conditional and unconditional (text fully masked) passes run as one ``2B`` batch.
-    """
-
-    def __init__(self, model: torch.nn.Module, z_src: torch.Tensor, text: torch.Tensor | None,
-                 text_mask: torch.Tensor | None, chords: torch.Tensor | None = None,
-                 guidance_scale: float = 1.0) -> None:
-        self.model, self.z_src, self.chords = model, z_src, chords
-        self.text, self.text_mask = text, text_mask
-        self.scale = float(guidance_scale)
-
-    def __call__(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.text is None or self.scale == 1.0:
-            return self.model(z_t, t, self.z_src, self.text, self.text_mask, self.chords)
-        mask = self.text_mask
-        if mask is None:
-            mask = torch.ones(self.text.shape[:2], dtype=torch.bool, device=self.text.device)
-        two = lambda x: None if x is None else torch.cat([x, x])  # noqa: E731
-        pred = self.model(two(z_t), two(t), two(self.z_src), two(self.text),
-                          torch.cat([mask, torch.zeros_like(mask)]), two(self.chords))
-        cond, uncond = pred.chunk(2)
-        return classifier_free_guidance(cond, uncond, self.scale)

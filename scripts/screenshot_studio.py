@@ -34,12 +34,10 @@ def main() -> None:
     from instructme.web.server import start_in_thread
 
     pipe = EditPipeline.from_pretrained(args.model, device="cpu")
-    d = pipe.defaults
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # the edit defaults are the pipeline's
         app = create_app(pipe, StudioSettings(
-            examples_dir=ROOT / "examples", default_steps=int(d["steps"]),
-            default_guidance=float(d["guidance"]), default_sampler=str(d["sampler"]),
-            model_name=Path(args.model).name, store_root=Path(tmp) / "store"))
+            examples_dir=ROOT / "examples", model_name=Path(args.model).name,
+            store_root=Path(tmp) / "store"))
         server = start_in_thread(app)
         options = webdriver.ChromeOptions()
         options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"

@@ -227,8 +227,8 @@ def test_pipeline_command_assembles_a_folder(model, tmp_path, capsys):
                            "--no-preserve"], capsys)
     assert code == 0 and "wrote" in stdout
     pipe = EditPipeline.from_pretrained(out, device="cpu")
-    assert pipe.defaults["steps"] == 7 and pipe.text_config.kind == "hash"
-    assert pipe.defaults["preserve"] is False and pipe.resolve_preserve(None) is False
+    assert pipe.defaults.steps == 7 and pipe.text_config.kind == "hash"
+    assert pipe.defaults.preserve is False and pipe.resolve_settings().preserve is False
     code, _, stderr = run(["pipeline", "--vae", f"{model}/chord", "--chord", f"{model}/chord",
                            "--editor", f"{model}/editor", "-o", str(tmp_path / "bad")], capsys)
     assert code == 2 and "expected a AudioVAE" in stderr

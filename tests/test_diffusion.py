@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from instructme.diffusion import SAMPLERS, Diffusion, EditorDenoiser, classifier_free_guidance
+from instructme.diffusion import Diffusion
+from instructme.editing.guidance import EditorDenoiser, classifier_free_guidance
+from instructme.samplers import SAMPLERS
 
 MU = torch.tensor([2.0, -1.0, 0.0, 0.5])
 STD = torch.tensor([0.5, 1.0, 0.2, 2.0])
@@ -59,7 +61,7 @@ def test_training_loss_oracle_vs_zero_model(prediction_type):
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_samplers_recover_gaussian_data(sampler, prediction_type):
     diff = Diffusion(prediction_type)
-    steps = {"ddpm": 100, "ddim": 50, "dpmsolver++": 25}[sampler]
+    steps = {"ddpm": 100, "ddim": 50, "dpm": 25}[sampler]
     x = diff.sample(gaussian_denoiser(diff), (8000, 4), sampler=sampler, steps=steps,
                     generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(x).all()

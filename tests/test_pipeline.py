@@ -9,13 +9,8 @@ import pytest
 import torch
 
 from instructme.audio import SAFE_PEAK
-from instructme.editing.pipeline import (
-    EditPipeline,
-    EditResult,
-    build_tiny_pipeline,
-    plan_rounds,
-    write_pipeline_folder,
-)
+from instructme.editing.folder import write_pipeline_folder
+from instructme.editing.pipeline import EditPipeline, EditResult, build_tiny_pipeline, plan_rounds
 from instructme.errors import AudioError, CheckpointError, InstructionError, InstructMEError
 
 STEPS = 3
@@ -103,11 +98,11 @@ def test_seed_reproducibility_and_samplers(pipe):
 
 def test_sequential_guidance_matches_batched(pipe, monkeypatch):
     """Long inputs on CPU run the two guidance passes one after the other: same result."""
-    import instructme.editing.pipeline as pl
+    import instructme.editing.guidance as guidance
 
     x = tones(1.0, 16_000)
     batched = pipe(x, 16_000, "add a piano", steps=STEPS, seed=2).audio
-    monkeypatch.setattr(pl, "SPLIT_GUIDANCE_FRAMES", 1)
+    monkeypatch.setattr(guidance, "SPLIT_GUIDANCE_FRAMES", 1)
     calls = []
     forward = pipe.editor.forward
     monkeypatch.setattr(pipe.editor, "forward", lambda *a: calls.append(a[0].shape[0])

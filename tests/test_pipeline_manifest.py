@@ -11,6 +11,7 @@ from test_metrics_report import SR, make_dataset, window
 
 from instructme import cli
 from instructme.editing.pipeline import EditPipeline, build_tiny_pipeline
+from instructme.editing.settings import EditSettings
 from instructme.errors import ManifestError
 from instructme.metrics.edit_manifest import generate_edits, record_instructions
 from instructme.metrics.report import sample_records
@@ -35,7 +36,7 @@ def setup(tmp_path_factory):
 def test_every_record_is_edited_and_resumes(setup, tmp_path):
     root, manifest, records, pipe, _ = setup
     out = tmp_path / "edits"
-    res = generate_edits(pipe, manifest, out, steps=2, progress=False)
+    res = generate_edits(pipe, manifest, out, EditSettings(steps=2), progress=False)
     assert res["edited"] == 6 and res["skipped"] == 0 and res["seconds"] == pytest.approx(12)
     for r in records:
         y, sr = sf.read(out / f"{r['id']}.wav", dtype="float32")
@@ -46,10 +47,10 @@ def test_every_record_is_edited_and_resumes(setup, tmp_path):
     np.testing.assert_allclose(sf.read(out / "r6.wav", dtype="float32")[0], chain[-1].audio,
                                atol=1e-4)
     (out / "r3.wav").unlink()
-    again = generate_edits(pipe, manifest, out, steps=2, progress=False)
+    again = generate_edits(pipe, manifest, out, EditSettings(steps=2), progress=False)
     assert (again["edited"], again["skipped"]) == (1, 5)
     with pytest.raises(ManifestError, match="other settings"):
-        generate_edits(pipe, manifest, out, steps=3, progress=False)
+        generate_edits(pipe, manifest, out, EditSettings(steps=3), progress=False)
 
 
 def test_limit_edits_the_sample_that_eval_scores(setup, tmp_path, capsys):
@@ -79,18 +80,21 @@ def test_record_instructions():
 def test_preserve_is_a_recorded_setting(setup, tmp_path):
     root, manifest, records, pipe, _ = setup
     out = tmp_path / "edits"
-    generate_edits(pipe, manifest, out, steps=2, limit=2, preserve=False, progress=False)
+    generate_edits(pipe, manifest, out, EditSettings(steps=2, preserve=False), limit=2,
+                   progress=False)
     assert json.loads((out / "generate.json").read_text())["preserve"] is False
     with pytest.raises(ManifestError, match=r"other settings \(preserve\)"):
-        generate_edits(pipe, manifest, out, steps=2, limit=2, progress=False)  # default: on
+        # default: on
+        generate_edits(pipe, manifest, out, EditSettings(steps=2), limit=2, progress=False)
     # a folder written before the setting existed holds generated mixes
     meta = json.loads((out / "generate.json").read_text())
     del meta["preserve"]
     (out / "generate.json").write_text(json.dumps(meta))
-    res = generate_edits(pipe, manifest, out, steps=2, limit=2, preserve=False, progress=False)
+    res = generate_edits(pipe, manifest, out, EditSettings(steps=2, preserve=False), limit=2,
+                   progress=False)
     assert res["skipped"] == 2
     kept = tmp_path / "kept"
-    generate_edits(pipe, manifest, kept, steps=2, limit=2, progress=False)
+    generate_edits(pipe, manifest, kept, EditSettings(steps=2), limit=2, progress=False)
     task = {r["id"]: r["task"] for r in records}
     for r in sample_records(records, 2, seed=0):
         a, b = (sf.read(d / f"{r['id']}.wav")[0] for d in (out, kept))

@@ -250,7 +250,8 @@ def test_training_learns_and_uses_the_instruction(tmp_path, cache):
     assert losses["own"] < 0.8 * losses["other"], losses
     assert losses["own"] < losses["none"], losses
     # Sampling (DPM-Solver++, guidance 2) moves remove/extract edits most of the way.
-    from instructme.diffusion import Diffusion, EditorDenoiser
+    from instructme.diffusion import Diffusion
+    from instructme.editing.guidance import EditorDenoiser
 
     b = val.batch(list(range(len(val))))
     den = EditorDenoiser(model, b["z_src"], b["text"], b["text_mask"], b["chords"], 2.0)

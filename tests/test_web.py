@@ -40,7 +40,7 @@ def studio(pipe: GatedPipeline, tmp_path_factory: pytest.TempPathFactory):
     write_wav(root / "outside.wav", 0.5)
     os.symlink(root / "outside.wav", examples / "link.wav")
     settings = StudioSettings(max_upload_mb=MAX_MB, max_seconds=MAX_SECONDS,
-                              examples_dir=examples, max_steps=20, default_steps=3,
+                              examples_dir=examples, max_steps=20,
                               model_name="tiny test pipeline", store_root=root / "store")
     app = create_app(pipe, settings)
     server = start_in_thread(app)

@@ -31,12 +31,12 @@ def studio(tmp_path_factory: pytest.TempPathFactory):
     from instructme.web.server import start_in_thread
 
     root = tmp_path_factory.mktemp("browser")
-    pipe = GatedPipeline(tiny_pipeline(root / "pipeline"))
+    pipe = GatedPipeline(tiny_pipeline(root / "pipeline", steps=4))
     examples = root / "examples"
     examples.mkdir()
     write_wav(examples / "example-chords.wav", 2.0)
     app = create_app(pipe, StudioSettings(max_upload_mb=1.0, max_seconds=10.0,
-                                          examples_dir=examples, default_steps=4,
+                                          examples_dir=examples,
                                           model_name="tiny test pipeline (untrained)",
                                           store_root=root / "store"))
     server = start_in_thread(app)

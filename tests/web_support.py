@@ -15,11 +15,13 @@ import numpy as np
 import soundfile as sf
 
 
-def tiny_pipeline(folder: Path) -> Any:
-    """An untrained tiny :class:`EditPipeline` on CPU (built in a second or two)."""
+def tiny_pipeline(folder: Path, steps: int = 3) -> Any:
+    """An untrained tiny :class:`EditPipeline` on CPU (built in a second or two) whose
+    folder's default is ``steps`` sampler steps."""
     from instructme.editing.pipeline import EditPipeline, build_tiny_pipeline
+    from instructme.editing.settings import EditSettings
 
-    build_tiny_pipeline(folder, seed=0)
+    build_tiny_pipeline(folder, seed=0, defaults=EditSettings(steps=steps))
     return EditPipeline.from_pretrained(folder, device="cpu")
 
 
@@ -28,6 +30,7 @@ class GatedPipeline:
 
     def __init__(self, pipe: Any):
         self.pipe = pipe
+        self.defaults = pipe.defaults
         self.gate = threading.Event()
         self.gate.set()
         self.calls: list[str] = []

@@ -28,10 +28,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     from instructme.editing.pipeline import check_output_path, load_pipeline, plan_rounds
     from instructme.editing.user_audio import check
 
-    if args.steps is not None and args.steps < 1:
-        raise InstructMEError("--steps must be at least 1")
-    if args.guidance is not None and not 0.0 <= args.guidance <= 50.0:
-        raise InstructMEError("--guidance must be in 0..50")
+    settings = edit_settings(args, seed=args.seed)
     out = Path(args.output)
     texts = [args.instruction, *args.then]
     check_output_path(args.input, out)
@@ -64,17 +61,16 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     pipe = load_pipeline(args.model, args.device)
     load_s = time.perf_counter() - t0
-    if args.part is not None:
-        if not pipe.resolve_preserve(args.preserve):
-            raise InstructMEError("--part needs source-preserving output (drop --no-preserve)")
+    settings = pipe.resolve_settings(settings)  # the model's defaults for what is not given
+    if args.part is not None and not settings.preserve:
+        raise InstructMEError("--part needs source-preserving output (drop --no-preserve)")
 
     bar: Any = None
     if not args.quiet:
         from tqdm import tqdm
 
-        steps = args.steps if args.steps is not None else pipe.defaults["steps"]
-        bar = tqdm(total=steps * len(rounds), unit="step", file=sys.stderr, dynamic_ncols=True,
-                   leave=False)
+        bar = tqdm(total=int(settings.steps or 0) * len(rounds), unit="step", file=sys.stderr,
+                   dynamic_ncols=True, leave=False)
 
     def progress(done: int, total: int) -> None:
         if bar is None:
@@ -89,9 +85,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
     t1 = time.perf_counter()
     try:
-        results = pipe.edit_chain(x, sr, texts, steps=args.steps, guidance=args.guidance,
-                                  seed=args.seed, sampler=args.sampler, progress=progress,
-                                  preserve=args.preserve)
+        results = pipe.edit_chain(x, sr, texts, settings, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -143,23 +137,60 @@ def _write_spectrogram(path: Path, x: Any, sr: int, results: list[Any], name: st
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from instructme.checkpoint import load_model
-    from instructme.editing.pipeline import write_pipeline_folder
+    from instructme.editing.folder import write_pipeline_folder
     from instructme.models.chord import ChordRecognizer
     from instructme.models.unet import EditorUNet
     from instructme.models.vae import AudioVAE
 
+    defaults = edit_settings(args)
     editor = load_model(EditorUNet, args.editor)
     chord = load_model(ChordRecognizer, args.chord) if args.chord else None
     vae = load_model(AudioVAE, args.vae)
-    defaults = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
-                                  ("sampler", args.sampler), ("preserve", args.preserve))
-                if v is not None}
     import torch
 
     write_pipeline_folder(args.out, vae, chord, editor, editor.config.text_encoder_config(),
                           defaults, editor_dtype=torch.float16 if args.fp16 else None)
     print(f"wrote {args.out}")
     return 0
+
+
+def edit_settings(args: argparse.Namespace, seed: int = 0) -> Any:
+    """The :class:`~instructme.editing.settings.EditSettings` of the options (unset: the
+    model's), checked: a bad value is a one-line error naming its option."""
+    from instructme.editing.settings import EditSettings
+
+    return EditSettings(steps=args.steps, guidance=args.guidance, sampler=args.sampler,
+                        seed=seed, preserve=args.preserve).validate("--{}")
+
+
+def add_settings_options(p: argparse.ArgumentParser, folder: bool = False) -> None:
+    """``--steps``, ``--guidance``, ``--sampler`` (the registry's names) and
+    ``--preserve``; ``folder``: as the defaults a pipeline folder records."""
+    from instructme.editing.folder import DEFAULTS
+    from instructme.samplers import SAMPLERS
+
+    names = ", ".join(f"{s.name}: {s.summary}" for s in SAMPLERS.values())
+    if folder:
+        p.add_argument("--steps", type=int, help=f"default sampler steps ({DEFAULTS.steps})")
+        p.add_argument("--guidance", type=float,
+                       help=f"default guidance scale ({DEFAULTS.guidance:g})")
+        p.add_argument("--sampler", choices=list(SAMPLERS),
+                       help=f"default sampler ({DEFAULTS.sampler}; {names})")
+        p.add_argument("--preserve", action=argparse.BooleanOptionalAction, default=None,
+                       help="default output mode: source-preserving "
+                            f"({'on' if DEFAULTS.preserve else 'off'}) or the generated mix")
+        return
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    p.add_argument("--guidance", type=float,
+                   help="classifier-free guidance scale (default: the model's)")
+    p.add_argument("--sampler", choices=list(SAMPLERS),
+                   help=f"sampler (default: the model's; {names})")
+    p.add_argument("--preserve", action=argparse.BooleanOptionalAction, default=None,
+                   help="source-preserving output for add/remove/replace: the generated mix "
+                        "only guides gains on your audio and adds the new part, so what is not "
+                        "edited keeps its quality, rate and stereo image, at the price of a "
+                        "less decisive edit (default: the model's; extract and remix always "
+                        "return the generated mix)")
 
 
 def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
@@ -175,21 +206,12 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     p.add_argument("-o", "--output", required=True, help="output file (.wav, .flac or .ogg)")
     p.add_argument("--model", help="pipeline folder (default: $INSTRUCTME_MODEL or the "
                                    "shipped models/instructme-small)")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the model's, 50)")
-    p.add_argument("--guidance", type=float,
-                   help="classifier-free guidance scale (default: the model's, 3.0)")
+    add_settings_options(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--sampler", choices=["dpm", "ddim"], help="sampler (default: dpm)")
     p.add_argument("--then", action="append", default=[], metavar="INSTRUCTION",
                    help="another edit applied to the result (repeatable)")
     p.add_argument("--keep-intermediate", action="store_true",
                    help="also write OUT.round1.wav, ... for every round but the last")
-    p.add_argument("--preserve", action=argparse.BooleanOptionalAction, default=None,
-                   help="source-preserving output for add/remove/replace: the generated mix "
-                        "only guides gains on your audio and adds the new part, so what is not "
-                        "edited keeps its quality, rate and stereo image, at the price of a "
-                        "less decisive edit (default: the model's, on; extract and remix "
-                        "always return the generated mix)")
     p.add_argument("--part", metavar="FILE",
                    help="also write the edited part alone (the added, removed or extracted "
                         "instrument; the new one of a replace) here")
@@ -211,11 +233,7 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                                    "editors)")
     a.add_argument("--editor", required=True, help="editor model folder")
     a.add_argument("-o", "--out", required=True, help="pipeline folder to write")
-    a.add_argument("--steps", type=int, help="default sampler steps (50)")
-    a.add_argument("--guidance", type=float, help="default guidance scale (3.0)")
-    a.add_argument("--sampler", choices=["dpm", "ddim"], help="default sampler (dpm)")
-    a.add_argument("--preserve", action=argparse.BooleanOptionalAction, default=None,
-                   help="default output mode: source-preserving (on) or the generated mix")
+    add_settings_options(a, folder=True)
     a.add_argument("--fp16", action="store_true",
                    help="store the editor's weights in float16 (half the size; they are "
                         "loaded back as float32)")

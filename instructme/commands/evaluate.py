@@ -65,9 +65,11 @@ def _cmd_edits(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from instructme.commands.edit import edit_settings
     from instructme.editing.pipeline import load_pipeline
     from instructme.metrics.edit_manifest import generate_edits
 
+    settings = edit_settings(args, seed=args.seed)
     if args.limit is not None and args.limit < 1:
         raise InstructMEError("--limit must be at least 1")
     if not Path(args.manifest).is_file():
@@ -80,10 +82,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.model, args.device)
     model_name = str(Path(args.model).resolve()) if args.model else "default"
-    res = generate_edits(pipe, args.manifest, args.out, data_dir=args.data, limit=args.limit,
-                         seed=args.seed, steps=args.steps, guidance=args.guidance,
-                         sampler=args.sampler, preserve=args.preserve, model_name=model_name,
-                         progress=not args.quiet)
+    res = generate_edits(pipe, args.manifest, args.out, settings, data_dir=args.data,
+                         limit=args.limit, model_name=model_name, progress=not args.quiet)
     rtf = res["wall"] / res["seconds"] if res["seconds"] else float("nan")
     print(f"wrote {res['edited']} edits to {args.out} ({res['skipped']} already there) of "
           f"{res['records']} records; {res['seconds']:.0f} s of audio in {res['wall']:.0f} s "
@@ -93,6 +93,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParsersAction,
                  eval_sub: argparse._SubParsersAction) -> None:
+    from instructme.commands.edit import add_settings_options
+
     e = eval_sub.add_parser(
         "edits", help="score edited outputs against dataset targets (FAD, IA, CRA, PCH, IOI)",
         description="Score OUTPUTS/<triplet id>.wav (one per manifest record) against the "
@@ -135,11 +137,7 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="dataset folder (default: the folder above the manifest's folder)")
     g.add_argument("--limit", type=int, default=None,
                    help="edit the seeded sample of N records that 'eval edits --limit N' scores")
-    g.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
-    g.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
-    g.add_argument("--sampler", choices=["dpm", "ddim"], help="sampler (default: the model's)")
-    g.add_argument("--preserve", action=argparse.BooleanOptionalAction, default=None,
-                   help="source-preserving outputs (default: the model's, on)")
+    add_settings_options(g)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     g.add_argument("--threads", type=int, help="CPU threads (default: torch's)")

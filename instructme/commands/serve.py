@@ -29,15 +29,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from instructme.web.server import is_loopback, serve
 
     pipe, label = open_pipeline(args.model, demo=args.demo)
-    defaults = dict(getattr(pipe, "defaults", {}) or {})
-    settings = StudioSettings(
+    settings = StudioSettings(  # the edit settings' defaults are the pipeline folder's
         max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
         examples_dir=examples if examples is not None else DEFAULT_EXAMPLES_DIR,
-        max_age_s=args.max_age_minutes * 60.0, max_queue=args.max_queue,
-        default_steps=int(defaults.get("steps", 50)),
-        default_guidance=float(defaults.get("guidance", 3.0)),
-        default_sampler=str(defaults.get("sampler", "dpm")),
-        default_preserve=bool(defaults.get("preserve", True)), model_name=label, demo=args.demo)
+        max_age_s=args.max_age_minutes * 60.0, max_queue=args.max_queue, model_name=label,
+        demo=args.demo)
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this address can "
               "upload audio and run edits (there is no login)", file=sys.stderr)

@@ -5,8 +5,10 @@ A pipeline folder holds ``vae/``, ``chord/`` (absent only for an editor without 
 conditioning) and ``editor/`` (model folders, :mod:`instructme.checkpoint`) and
 ``pipeline.json``: format name and version, sample rate, the text encoder's config
 (:class:`~instructme.models.text.TextEncoderConfig` without its cache size), the default
-steps, guidance and sampler. ``pipeline.json`` is written last: a folder without it is
-incomplete. Loading it is :meth:`instructme.editing.pipeline.EditPipeline.from_pretrained`.
+edit settings (steps, guidance, sampler, preserve: :class:`~instructme.editing.settings.
+EditSettings`). ``pipeline.json`` is written last: a folder without it is incomplete. These
+folder defaults (else :data:`DEFAULTS`) are the only defaults of an edit's settings.
+Loading it is :meth:`instructme.editing.pipeline.EditPipeline.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from instructme.config import shipped_model_dir
-from instructme.errors import CheckpointError
+from instructme.editing.settings import EditSettings
+from instructme.errors import CheckpointError, InstructMEError
 
 FORMAT = "instructme-pipeline"
 FORMAT_VERSION = 1
 PIPELINE_JSON = "pipeline.json"
 #: Default sampler steps, guidance scale, sampler and source-preserving output
-#: (:mod:`instructme.editing.preserve`) of a new pipeline folder.
-DEFAULTS: dict[str, Any] = {"steps": 50, "guidance": 3.0, "sampler": "dpm", "preserve": True}
+#: (:mod:`instructme.editing.preserve`) of a new pipeline folder, and of one whose
+#: ``pipeline.json`` leaves a setting out.
+DEFAULTS = EditSettings(steps=50, guidance=3.0, sampler="dpm", preserve=True)
 #: Environment variable naming the default pipeline folder.
 MODEL_ENV = "INSTRUCTME_MODEL"
 
@@ -56,10 +60,12 @@ def check_components(vae: Any, chord: Any | None, editor: Any, text_config: Any)
 
 
 def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, editor: Any,
-                          text_config: Any, defaults: dict[str, Any] | None = None,
+                          text_config: Any,
+                          defaults: EditSettings | dict[str, Any] | None = None,
                           editor_dtype: Any = None) -> Path:
     """Write a pipeline folder from models (checked to fit together) without loading the
     text encoder; ``pipeline.json`` is written last, so a folder without it is incomplete.
+    ``defaults``: the folder's edit settings (unset ones: :data:`DEFAULTS`).
     ``editor_dtype=torch.float16`` stores the editor's weights at half size (they load back
     as float32)."""
     from instructme.checkpoint import save_model
@@ -69,6 +75,9 @@ def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, ed
     if isinstance(text_config, dict):
         text_config = TextEncoderConfig.from_dict(text_config)
     check_components(vae, chord, editor, text_config)
+    if isinstance(defaults, EditSettings):
+        defaults = defaults.folder_defaults()
+    settings = EditSettings.from_folder(defaults, DEFAULTS)
     root = Path(directory)
     (root / PIPELINE_JSON).unlink(missing_ok=True)
     save_model(vae, root / "vae")
@@ -79,7 +88,7 @@ def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, ed
     text.pop("cache_size", None)
     atomic_write_json(root / PIPELINE_JSON, {
         "format": FORMAT, "version": FORMAT_VERSION, "sample_rate": int(vae.config.sample_rate),
-        "text_encoder": text, "defaults": {**DEFAULTS, **(defaults or {})},
+        "text_encoder": text, "defaults": settings.folder_defaults(),
         "chord": chord is not None})
     return root
 
@@ -106,6 +115,15 @@ def read_pipeline_json(directory: str | Path) -> dict[str, Any]:
         if key not in meta:
             raise CheckpointError(f"{path}: missing {key!r}")
     return meta
+
+
+def folder_defaults(meta: dict[str, Any], directory: str | Path) -> EditSettings:
+    """The default edit settings of a folder's ``pipeline.json`` (``meta``; unset ones:
+    :data:`DEFAULTS`). Raises :class:`CheckpointError` for a bad or unknown setting."""
+    try:
+        return EditSettings.from_folder(meta.get("defaults"), DEFAULTS)
+    except InstructMEError as e:
+        raise CheckpointError(f"{Path(directory) / PIPELINE_JSON}: {e}") from None
 
 
 def default_model_dir() -> Path:

@@ -1,22 +1,28 @@
 """EditPipeline: audio + instruction -> edited audio (InstructME, arXiv 2308.14360, Method:
 the whole editing model at inference; Experiments: multi-round editing).
 
-One edit, on a whole song in one pass (see :mod:`instructme.editing.user_audio` for how the
-user's audio is converted to and from the models' mono 16 kHz at the training level)::
+An edit runs as numbered stages (the shape of ``diffusers``' pipelines), on a whole song in
+one pass; shapes are for one round, ``N`` samples at the user's rate, ``N'`` at the model's::
 
-    x [N] --VAE encode_latents--> z_src [1, C, T]        (fp16-rounded, as in the latent cache)
-    x [N] --chord predict_proba--> P [1, T_c, K]         (if the editor is chord-conditioned)
-    instruction --text encoder--> tokens [1, L, D], mask [1, L]
-    noise [1, C, T] --sampler (DDIM / DPM-Solver++) with EditorDenoiser (CFG)--> z_tgt
-    z_tgt --VAE decode_latents--> y [N]
-    VAE(x), y --preserve.guide--> gains; x + gains --compose--> output (add/remove/replace)
+    1 check inputs     instruction(s) -> rounds; settings (:class:`EditSettings`) resolved
+                       against the folder's defaults; audio checked
+    2 prepare source   user audio [C, N] -> UserAudio: mono [N'] at the model rate and the
+                       training level (:mod:`instructme.editing.user_audio`)
+    3 encode           [1, N'] --VAE encode_latents--> z_src [1, C_z, T]  (fp16-rounded)
+    4 condition        [1, N'] --chord predict_proba--> P [1, T_c, K]   (chord-conditioned
+                       editors); text --encoder--> tokens [1, L, D], mask [1, L]
+    5 sample           noise [1, C_z, T] --sampler + guided editor--> z_tgt [1, C_z, T]
+                       (:mod:`instructme.samplers`, :mod:`instructme.editing.guidance`)
+    6 decode           z_tgt --VAE decode_latents--> y [N']  (and VAE(z_src) when preserving)
+    7 compose          add/remove/replace with ``preserve``: gains guided by y applied to the
+                       user's audio, plus the added part (:mod:`instructme.editing.preserve`);
+                       else y back at the user's rate, level and channels
 
-With ``preserve`` (the default of every pipeline folder unless its ``pipeline.json`` says
-otherwise) the generated mix only guides gains on the user's own audio, and the added part
-is mixed in (:mod:`instructme.editing.preserve`): untouched material never passes through
-the VAE and keeps the input's rate, channels and stereo image; the result also carries the
-edited part alone (``EditResult.part``). An extract, a remix, or ``preserve=False`` returns the
-generated mix (an extract's part is its output).
+With ``preserve`` untouched material never passes through the VAE and keeps the input's
+rate, channels and stereo image; the result also carries the edited part alone
+(``EditResult.part``). An extract, a remix, or ``preserve=False`` returns the generated mix
+(an extract's part is its output). In a multi-round edit each round's output is the next
+round's source (:meth:`UserAudio.next_round`).
 
 The conditioning is prepared exactly as :mod:`instructme.training.editor_cache` prepares it
 for training: VAE posterior means (no sampling), chord probabilities of the source mix at the
@@ -25,9 +31,8 @@ encoder, each rounded through float16 as the cache stores them. Guidance drops t
 instruction (the U-Net's learned null token only), as in training.
 
 A pipeline folder holds ``vae/``, ``chord/`` (absent only for an editor without chord
-conditioning), ``editor/`` (model folders, :mod:`instructme.checkpoint`) and
-``pipeline.json`` (format version, sample rate, text encoder config, default steps,
-guidance and sampler); see :mod:`instructme.editing.folder`.
+conditioning), ``editor/`` and ``pipeline.json``; see :mod:`instructme.editing.folder` and
+``docs/ARCHITECTURE.md``.
 """
 
 from __future__ import annotations
@@ -43,35 +48,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from instructme.audio import peak_safe, resample
-from instructme.diffusion import EditorDenoiser, classifier_free_guidance
+from instructme.audio import peak_safe
 from instructme.editing.folder import (
-    DEFAULTS,
-    MODEL_ENV,
     PIPELINE_JSON,
     check_components,
     default_model_dir,
+    folder_defaults,
     missing_model_message,
     read_pipeline_json,
     write_pipeline_folder,
 )
-from instructme.errors import CheckpointError, InstructionError, InstructMEError
+from instructme.editing.guidance import EditorDenoiser, split_passes
+from instructme.editing.preserve import PRESERVING_TASKS, compose, guide
+from instructme.editing.settings import EditSettings
+from instructme.editing.user_audio import UserAudio
+from instructme.errors import CheckpointError, InstructionError
 
-__all__ = ["EditPipeline", "EditResult", "Round", "build_tiny_pipeline", "check_output_path",
-           "default_model_dir", "edit", "load_pipeline", "plan_rounds", "read_pipeline_json",
-           "write_pipeline_folder", "MODEL_ENV"]
-
-#: Sampler names accepted by :meth:`EditPipeline.__call__` -> :mod:`instructme.diffusion` names.
-SAMPLERS: dict[str, str] = {"dpm": "dpmsolver++", "dpmsolver++": "dpmsolver++",
-                            "ddim": "ddim", "ddpm": "ddpm"}
-MAX_STEPS = 1000
-
-#: On CPU, guidance runs the conditional and unconditional U-Net passes one after the other
-#: (two batches of 1) from this many latent frames on, else as one batch of 2. Measured with
-#: the small editor on one core: a batch of 2 is faster for short inputs (10 s: 66 vs 85
-#: ms/step) and slower for long ones (5 min: 1.64 vs 1.45 s/step, as its activations no
-#: longer fit the caches); the two meet near 3000 frames (~1.6 min at 31.25 frames/s).
-SPLIT_GUIDANCE_FRAMES = 3000
+__all__ = ["EditPipeline", "EditResult", "EditSettings", "Round", "build_tiny_pipeline",
+           "check_output_path", "chain_result", "edit", "load_pipeline", "plan_rounds"]
 
 Progress = Callable[[int, int], None]
 
@@ -96,6 +90,22 @@ class EditResult:
     part: np.ndarray | None = None
 
 
+def chain_result(instruction: str, results: list[EditResult]) -> EditResult:
+    """The result of a multi-round edit as one :class:`EditResult`: the last round's audio
+    and part, task ``"multiround"`` with ``args["rounds"]`` (task, args, instruction of each),
+    seconds and stage timings summed. One round: that round's result."""
+    if len(results) == 1:
+        return results[0]
+    last = results[-1]
+    timings: dict[str, float] = {}
+    for r in results:
+        for k, v in r.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+    rounds = [{"task": r.task, "args": r.args, "instruction": r.instruction} for r in results]
+    return EditResult(last.audio, last.sample_rate, instruction, "multiround",
+                      {"rounds": rounds}, sum(r.seconds for r in results), timings, last.part)
+
+
 @dataclass(frozen=True)
 class Round:
     """One single-task edit of a plan: the text the editor sees and its parse."""
@@ -103,6 +113,7 @@ class Round:
     text: str
     task: str
     args: dict[str, Any]
+
 
 
 def plan_rounds(instructions: str | Sequence[str]) -> list[Round]:
@@ -140,16 +151,29 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+@dataclass
+class Conditioning:
+    """What the editor is conditioned on in one round (stages 3 and 4): ``z_src [1, C_z, T]``,
+    ``text [1, L, D]``, ``text_mask [1, L]``, ``chords [1, T_c, K]`` or None."""
+
+    z_src: torch.Tensor
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    chords: torch.Tensor | None
+
+
 class EditPipeline:
     """VAE + chord recognizer + text encoder + editor U-Net, ready to edit audio.
 
-    Thread-safe: concurrent calls are served one at a time.
+    ``defaults``: the :class:`EditSettings` of the pipeline folder (every field set); an
+    edit's unset settings take them. Thread-safe: concurrent calls are served one at a time.
     """
 
     def __init__(self, vae: Any, chord: Any | None, editor: Any, text_config: Any,
-                 defaults: dict[str, Any] | None = None,
+                 defaults: EditSettings | dict[str, Any] | None = None,
                  device: str | torch.device | None = None) -> None:
         from instructme.diffusion import Diffusion
+        from instructme.editing.folder import DEFAULTS
         from instructme.models.text import TextEncoderConfig, build_text_encoder
 
         if isinstance(text_config, dict):
@@ -166,7 +190,9 @@ class EditPipeline:
                                   f"{self.text_encoder.dim}-d states, the editor expects "
                                   f"{editor.config.text_dim}-d")
         self.diffusion = Diffusion.from_config(editor.config)
-        self.defaults = {**DEFAULTS, **(defaults or {})}
+        if isinstance(defaults, EditSettings):
+            defaults = defaults.folder_defaults()
+        self.defaults = EditSettings.from_folder(defaults, DEFAULTS)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
@@ -180,9 +206,9 @@ class EditPipeline:
     @classmethod
     def from_pretrained(cls, directory: str | Path,
                         device: str | torch.device | None = None) -> EditPipeline:
-        """Load a pipeline folder (see the module docstring). ``device``: default CUDA if
-        available, else CPU. Raises :class:`CheckpointError` for a missing or mismatched
-        folder."""
+        """Load a pipeline folder (:mod:`instructme.editing.folder`). ``device``: default
+        CUDA if available, else CPU. Raises :class:`CheckpointError` for a missing or
+        mismatched folder."""
         from instructme.checkpoint import load_model
         from instructme.models.chord import ChordRecognizer
         from instructme.models.unet import EditorUNet
@@ -190,6 +216,7 @@ class EditPipeline:
 
         root = Path(directory)
         meta = read_pipeline_json(root)
+        defaults = folder_defaults(meta, root)
         vae = load_model(AudioVAE, root / "vae")
         editor = load_model(EditorUNet, root / "editor")
         chord = None
@@ -201,7 +228,7 @@ class EditPipeline:
         if int(meta["sample_rate"]) != int(vae.config.sample_rate):
             raise CheckpointError(f"{root}: {PIPELINE_JSON} says {meta['sample_rate']} Hz, the "
                                   f"VAE is {vae.config.sample_rate} Hz")
-        return cls(vae, chord, editor, meta["text_encoder"], meta.get("defaults"), device)
+        return cls(vae, chord, editor, meta["text_encoder"], defaults, device)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``vae/``, ``chord/``, ``editor/`` and (last) ``pipeline.json``."""
@@ -222,126 +249,73 @@ class EditPipeline:
 
     # ------------------------------------------------------------------ editing
     def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str,
-                 steps: int | None = None, guidance: float | None = None, seed: int = 0,
-                 sampler: str | None = None, progress: Progress | None = None,
-                 preserve: bool | None = None) -> EditResult:
+                 settings: EditSettings | None = None, *, progress: Progress | None = None,
+                 **overrides: Any) -> EditResult:
         """Edit ``audio`` (``[N]``, ``[C, N]`` or ``[N, C]``) as ``instruction`` says.
 
-        ``steps``, ``guidance``, ``sampler`` (``dpm`` or ``ddim``; also ``ddpm``) and
-        ``preserve`` (source-preserving output, see the module docstring) default to the
-        pipeline's (50, 3.0, dpm, True unless its ``pipeline.json`` says otherwise).
-        ``progress(step, total)`` is called after every sampler step. A chained instruction
-        runs as a multi-round edit and returns the last round (task ``"multiround"``).
-        Deterministic for a ``seed``.
+        ``settings`` (and keyword ``overrides`` of its fields: ``steps``, ``guidance``,
+        ``sampler``, ``seed``, ``preserve``): see :class:`EditSettings`; unset ones are the
+        pipeline's :attr:`defaults`. ``progress(step, total)`` is called after every sampler
+        step. A chained instruction runs as a multi-round edit and returns the last round
+        (task ``"multiround"``, :func:`chain_result`). Deterministic for a seed.
         """
-        rounds = plan_rounds(instruction)
-        results = self._run(audio, sample_rate, rounds, steps, guidance, seed, sampler, progress,
-                            preserve)
-        if len(results) == 1:
-            return results[0]
-        last = results[-1]
-        return EditResult(last.audio, last.sample_rate, instruction, "multiround",
-                          {"rounds": [{"task": r.task, "args": r.args, "instruction": r.text}
-                                      for r in rounds]},
-                          sum(r.seconds for r in results), _sum_timings(results), last.part)
+        results = self.edit_chain(audio, sample_rate, [instruction], settings,
+                                  progress=progress, **overrides)
+        return chain_result(instruction, results)
 
-    def edit_chain(self, audio: np.ndarray, sample_rate: int, instructions: Sequence[str],
-                   steps: int | None = None, guidance: float | None = None, seed: int = 0,
-                   sampler: str | None = None, progress: Progress | None = None,
-                   preserve: bool | None = None) -> list[EditResult]:
+    def edit_chain(self, audio: np.ndarray, sample_rate: int, instructions: str | Sequence[str],
+                   settings: EditSettings | None = None, *, progress: Progress | None = None,
+                   **overrides: Any) -> list[EditResult]:
         """Multi-round editing: each round's output is the next round's source. Returns one
         :class:`EditResult` per round (a text that chains edits counts as several rounds).
         Round ``k`` (from 0) samples with seed ``seed + k``; ``progress(step, total)`` counts
-        steps over all rounds."""
-        if isinstance(instructions, str):
-            instructions = [instructions]
-        return self._run(audio, sample_rate, plan_rounds(instructions), steps, guidance, seed,
-                         sampler, progress, preserve)
-
-    def resolve_settings(self, steps: int | None, guidance: float | None, sampler: str | None
-                  ) -> tuple[int, float, str]:
-        """``(steps, guidance, scheduler name)`` after defaults and checks (one-line errors)."""
-        steps = self.defaults["steps"] if steps is None else steps
-        guidance = self.defaults["guidance"] if guidance is None else guidance
-        sampler = self.defaults["sampler"] if sampler is None else sampler
-        if (isinstance(steps, bool) or not isinstance(steps, int | np.integer)
-                or not 1 <= steps <= MAX_STEPS):
-            raise InstructMEError(f"steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
-        steps = int(steps)
-        try:
-            guidance = float(guidance)
-        except (TypeError, ValueError):
-            raise InstructMEError(f"guidance must be a number, got {guidance!r}") from None
-        if not (np.isfinite(guidance) and 0.0 <= guidance <= 50.0):
-            raise InstructMEError(f"guidance must be in 0..50, got {guidance}")
-        if sampler not in SAMPLERS:
-            raise InstructMEError(f"unknown sampler {sampler!r} (known: dpm, ddim, ddpm)")
-        return steps, guidance, SAMPLERS[sampler]
-
-    def resolve_preserve(self, preserve: bool | None) -> bool:
-        """Whether outputs are source-preserving (``None``: the pipeline's default)."""
-        preserve = self.defaults.get("preserve", True) if preserve is None else preserve
-        if not isinstance(preserve, bool | np.bool_):
-            raise InstructMEError(f"preserve must be true or false, got {preserve!r}")
-        return bool(preserve)
-
-    def _run(self, audio: np.ndarray, sample_rate: int, rounds: list[Round],
-             steps: int | None, guidance: float | None, seed: int, sampler: str | None,
-             progress: Progress | None, preserve: bool | None = None) -> list[EditResult]:
-        from instructme.editing.preserve import PRESERVING_TASKS, compose, guide
-        from instructme.editing.user_audio import finish_channels, limit_source, prepare, to_layout
-
-        steps, guidance, sampler = self.resolve_settings(steps, guidance, sampler)
-        preserve = self.resolve_preserve(preserve)
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise InstructMEError(f"seed must be an integer, got {seed!r}")
-        prep = prepare(audio, sample_rate, self.sample_rate)
+        steps over all rounds. ``settings``/``overrides``: as for :meth:`__call__`."""
+        # 1. check inputs (instructions, settings, audio: one-line errors before any work)
+        rounds = plan_rounds([instructions] if isinstance(instructions, str) else instructions)
+        cfg = self.resolve_settings(settings, **overrides)
+        # 2. prepare the source: the user's audio and its model side
+        source = UserAudio.from_user(audio, sample_rate, self.sample_rate)
+        steps = int(cfg.steps or 0)
         total = steps * len(rounds)
         results = []
         with self._lock, torch.inference_mode():
-            x, gain = prep.mono, prep.gain
-            user = prep.audio  # [C, N]: the user's audio as the current round's source
             for k, rd in enumerate(rounds):
-                t0 = time.perf_counter()
-
                 def step_cb(i: int, n: int, k: int = k) -> None:
                     if progress is not None:
                         progress(k * steps + i, total)
 
-                keep = preserve and rd.task in PRESERVING_TASKS
-                y, timings, ref = self._edit_mono(x, rd.text, steps, guidance, int(seed) + k,
-                                                  sampler, step_cb, reference=keep)
-                t1 = time.perf_counter()
-                part = None
-                if keep:
-                    assert ref is not None and user is not None
-                    g = guide(ref, y, self.sample_rate, rd.task)
-                    out_cn, part_cn = compose(user, prep.sample_rate, g, rd.task, gain)
-                    part = to_layout(part_cn, prep, safe=False)
-                else:
-                    out_cn = finish_channels(y, prep, gain)
-                user = peak_safe(np.nan_to_num(out_cn.astype(np.float32)))  # [C, N]
-                out = to_layout(user, prep)
-                if keep:  # the next round edits what the user got, at the model's rate/level
-                    y = resample(user.mean(axis=0), prep.sample_rate, self.sample_rate) * gain
-                if preserve and rd.task == "extract":  # the generated mix is the part
-                    part = out.copy()
-                timings["output"] = time.perf_counter() - t1
-                results.append(EditResult(out, prep.sample_rate, rd.text, rd.task, dict(rd.args),
-                                          time.perf_counter() - t0, timings, part))
-                x, scale = limit_source(y)  # the next round's source, at the training level
-                gain *= scale
+                result, source = self._edit_round(source, rd, cfg, cfg.seed + k, step_cb)
+                results.append(result)
         return results
 
-    def _edit_mono(self, x: np.ndarray, text: str, steps: int, guidance: float, seed: int,
-                   sampler: str, progress: Progress, reference: bool = False
-                   ) -> tuple[np.ndarray, dict[str, float], np.ndarray | None]:
-        """One edit of mono model-rate audio ``x: [N]`` -> ``(y [N], stage timings, VAE
-        round trip of x [N] if reference else None)``."""
+    def resolve_settings(self, settings: EditSettings | None = None,
+                         **overrides: Any) -> EditSettings:
+        """``settings`` with ``overrides`` on top and the pipeline's :attr:`defaults` under,
+        checked (one-line :class:`~instructme.errors.InstructMEError`): every field set."""
+        return (settings or EditSettings()).override(**overrides).resolve(self.defaults)
+
+    def _edit_round(self, source: UserAudio, rd: Round, cfg: EditSettings, seed: int,
+                    progress: Progress) -> tuple[EditResult, UserAudio]:
+        """Stages 3-7 of one round -> ``(result, the next round's source)``."""
+        t0 = time.perf_counter()
+        keep = bool(cfg.preserve) and rd.task in PRESERVING_TASKS
         timings: dict[str, float] = {}
+        src = torch.from_numpy(source.model)[None].to(self.device)  # [1, N']
+        cond = self._encode(src, rd.text, timings)  # 3. encode, 4. condition
+        z = self._sample(cond, cfg, seed, progress, timings)  # 5. sample
+        y, ref = self._decode(z, cond.z_src if keep else None, src.shape[-1], timings)  # 6.
+        t1 = time.perf_counter()
+        out, part, nxt = self._compose(source, rd.task, y, ref, bool(cfg.preserve))  # 7.
+        timings["output"] = time.perf_counter() - t1
+        result = EditResult(out, source.sample_rate, rd.text, rd.task, dict(rd.args),
+                            time.perf_counter() - t0, timings, part)
+        return result, nxt
+
+    def _encode(self, src: torch.Tensor, text: str, timings: dict[str, float]) -> Conditioning:
+        """Stages 3 and 4: ``src [1, N']`` -> source latents, chord probabilities and the
+        instruction's token states, float16-rounded as in the training cache."""
         t = time.perf_counter()
-        src = torch.from_numpy(x)[None].to(self.device)  # [1, N]
-        z_src = _f16(self.vae.encode_latents(src))  # [1, C, T]
+        z_src = _f16(self.vae.encode_latents(src))  # [1, C_z, T]
         timings["encode"] = time.perf_counter() - t
         chords = None
         if self.editor.config.chord_conditioning:
@@ -352,51 +326,60 @@ class EditPipeline:
         t = time.perf_counter()
         tokens, mask = self.text_encoder.encode([text])  # [1, L, D], [1, L]
         tokens = _f16(tokens.to(self.device))
-        mask = mask.to(self.device)
         timings["text"] = time.perf_counter() - t
+        return Conditioning(z_src, tokens, mask.to(self.device), chords)
+
+    def _sample(self, cond: Conditioning, cfg: EditSettings, seed: int, progress: Progress,
+                timings: dict[str, float]) -> torch.Tensor:
+        """Stage 5: noise ``[1, C_z, T]`` (seeded CPU generator) -> ``z_tgt [1, C_z, T]`` with
+        the guided editor (:mod:`instructme.editing.guidance`)."""
+        assert cfg.steps is not None and cfg.guidance is not None
         t = time.perf_counter()
-        split = self.device.type == "cpu" and z_src.shape[-1] >= SPLIT_GUIDANCE_FRAMES
-        denoiser = (SequentialGuidance if split else EditorDenoiser)(
-            self.editor, z_src, tokens, mask, chords, guidance)
+        denoiser = EditorDenoiser(self.editor, cond.z_src, cond.text, cond.text_mask,
+                                  cond.chords, cfg.guidance,
+                                  sequential=split_passes(self.device, cond.z_src.shape[-1]))
         gen = torch.Generator().manual_seed(seed)
-        z = self.diffusion.sample(denoiser, tuple(z_src.shape), sampler=sampler, steps=steps,
-                                  generator=gen, device=self.device, callback=progress)
+        z = self.diffusion.sample(denoiser, tuple(cond.z_src.shape), sampler=cfg.sampler_spec.name,
+                                  steps=cfg.steps, generator=gen, device=self.device,
+                                  callback=progress)
         timings["sample"] = time.perf_counter() - t
+        return z
+
+    def _decode(self, z: torch.Tensor, z_src: torch.Tensor | None, length: int,
+                timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Stage 6: ``z_tgt`` -> ``y [N']``; with ``z_src`` also the VAE's own round trip of
+        the source ``[N']`` (the reference of :func:`~instructme.editing.preserve.guide`)."""
         t = time.perf_counter()
-        y = self.vae.decode_latents(z, length=src.shape[-1])[0]  # [N]
+        y = self.vae.decode_latents(z, length=length)[0]  # [N']
         ref = None
-        if reference:  # what the VAE alone does to the source: the guide's reference
-            ref = self.vae.decode_latents(z_src, length=src.shape[-1])[0].float().cpu().numpy()
+        if z_src is not None:
+            ref = self.vae.decode_latents(z_src, length=length)[0].float().cpu().numpy()
         timings["decode"] = time.perf_counter() - t
-        return y.float().cpu().numpy(), timings, ref
+        return y.float().cpu().numpy(), ref
+
+    def _compose(self, source: UserAudio, task: str, y: np.ndarray, ref: np.ndarray | None,
+                 preserve: bool) -> tuple[np.ndarray, np.ndarray | None, UserAudio]:
+        """Stage 7: the output in the input's layout, the edited part (or None) and the next
+        round's source. With ``ref`` (a preserving task) the generated ``y [N']`` guides gains
+        on the user's audio (:mod:`instructme.editing.preserve`), else ``y`` is the output."""
+        part = None
+        if ref is not None:
+            g = guide(ref, y, self.sample_rate, task)
+            out_cn, part_cn = compose(source.audio, source.sample_rate, g, task, source.gain)
+            part = source.to_layout(part_cn, safe=False)
+        else:
+            out_cn = source.from_model(y)
+        user = peak_safe(np.nan_to_num(out_cn.astype(np.float32)))  # [C, N]
+        out = source.to_layout(user)
+        if preserve and task == "extract":  # the generated mix is the part
+            part = out.copy()
+        return out, part, source.next_round(user, None if ref is not None else y)
 
 
-class SequentialGuidance(EditorDenoiser):
-    """:class:`~instructme.diffusion.EditorDenoiser` with the conditional and the unconditional
-    (instruction fully masked) passes run one after the other, each ``[1, C, T]``."""
-
-    def __call__(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.text is None or self.scale == 1.0:
-            return super().__call__(z_t, t)
-        mask = self.text_mask
-        if mask is None:
-            mask = torch.ones(self.text.shape[:2], dtype=torch.bool, device=z_t.device)
-        cond = self.model(z_t, t, self.z_src, self.text, mask, self.chords)
-        uncond = self.model(z_t, t, self.z_src, self.text, torch.zeros_like(mask), self.chords)
-        return classifier_free_guidance(cond, uncond, self.scale)
-
-
-def _sum_timings(results: list[EditResult]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for r in results:
-        for k, v in r.timings.items():
-            out[k] = out.get(k, 0.0) + v
-    return out
-
-
-def build_tiny_pipeline(directory: str | Path, seed: int = 0) -> Path:
+def build_tiny_pipeline(directory: str | Path, seed: int = 0,
+                        defaults: EditSettings | None = None) -> Path:
     """Write an UNTRAINED pipeline of ``tiny`` presets (hash text encoder) to ``directory``
-    in about a second, for tests of the CLI and the web UI.
+    in about a second, for tests of the CLI and the web UI (``defaults``: its edit settings).
 
     A freshly initialised editor predicts exactly zero (zero-initialised output layers);
     those layers get small random weights here, so that the output depends on the source,
@@ -417,13 +400,13 @@ def build_tiny_pipeline(directory: str | Path, seed: int = 0) -> Path:
                 if p.dim() > 1 and not p.any():
                     p.normal_(0.0, 0.05)
     text = TextEncoderConfig(kind="hash", dim=editor.config.text_dim)
-    return write_pipeline_folder(directory, vae, chord, editor, text)
+    return write_pipeline_folder(directory, vae, chord, editor, text, defaults)
 
 
 def load_pipeline(model: str | Path | EditPipeline | None = None,
                   device: str | torch.device | None = None) -> EditPipeline:
     """An :class:`EditPipeline` as is, or loaded from a folder (default:
-    :func:`default_model_dir`)."""
+    :func:`~instructme.editing.folder.default_model_dir`)."""
     if isinstance(model, EditPipeline):
         return model
     directory = Path(model) if model is not None else default_model_dir()
@@ -432,33 +415,30 @@ def load_pipeline(model: str | Path | EditPipeline | None = None,
     return EditPipeline.from_pretrained(directory, device=device)
 
 
-def edit(path_in: str | Path, instruction: str | Sequence[str], path_out: str | Path, *,
-         model: str | Path | EditPipeline | None = None, steps: int | None = None,
-         guidance: float | None = None, seed: int = 0, sampler: str | None = None,
-         progress: Progress | None = None, device: str | None = None,
-         preserve: bool | None = None) -> EditResult:
+def edit(path_in: str | Path, instruction: str | Sequence[str], path_out: str | Path,
+         settings: EditSettings | None = None, *,
+         model: str | Path | EditPipeline | None = None, progress: Progress | None = None,
+         device: str | None = None, **overrides: Any) -> EditResult:
     """Edit an audio file and write the result (atomically; same rate, length, channels).
 
     ``instruction``: one text (may chain edits with 'then') or a list of rounds; returns the
-    last round's :class:`EditResult`. ``model``: a pipeline folder or a loaded pipeline
-    (default: :func:`default_model_dir`). Refuses to overwrite ``path_in``.
+    last round's :class:`EditResult` (a chain: :func:`chain_result`). ``settings`` and
+    keyword ``overrides``: see :class:`EditSettings`. ``model``: a pipeline folder or a
+    loaded pipeline (default: ``$INSTRUCTME_MODEL`` or the shipped one). Refuses to overwrite
+    ``path_in``.
     """
     from instructme.audio import load, save
 
     check_output_path(path_in, path_out)
-    plan_rounds(instruction)  # fail before loading anything
+    texts = [instruction] if isinstance(instruction, str) else list(instruction)
+    plan_rounds(texts)  # fail before loading anything
+    settings = (settings or EditSettings()).override(**overrides).validate()
     x, sr = load(path_in, sample_rate=None, mono=False)  # [C, N]
     pipe = load_pipeline(model, device)
-    texts = [instruction] if isinstance(instruction, str) else list(instruction)
-    results = pipe.edit_chain(x, sr, texts, steps, guidance, seed, sampler, progress, preserve)
+    results = pipe.edit_chain(x, sr, texts, settings, progress=progress)
     last = results[-1]
     save(path_out, last.audio, last.sample_rate)
-    if len(results) == 1:
-        return last
-    return EditResult(last.audio, last.sample_rate, " then ".join(texts), "multiround",
-                      {"rounds": [{"task": r.task, "args": r.args, "instruction": r.instruction}
-                                  for r in results]},
-                      sum(r.seconds for r in results), _sum_timings(results), last.part)
+    return chain_result(" then ".join(texts), results)
 
 
 def check_output_path(path_in: str | Path, path_out: str | Path) -> None:

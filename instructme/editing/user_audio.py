@@ -1,4 +1,5 @@
-"""Audio in and out of the editing pipeline, for clips and whole songs.
+"""The user's audio in and out of the editing pipeline (:class:`UserAudio`), for clips and
+whole songs.
 
 InstructME (arXiv 2308.14360, Method: "Chunk Transformer") edits a whole song in one pass:
 the chunked attention of the U-Net is linear in length, and here every other stage is too
@@ -25,6 +26,7 @@ channels-last ``[N, C]`` (as ``soundfile.read`` gives); the output has the same 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,28 +42,6 @@ SILENCE_DB = -80.0
 MIN_SECONDS = 0.5
 #: Longest input edited in one pass (seconds).
 MAX_SECONDS = 20 * 60.0
-
-
-@dataclass
-class PreparedAudio:
-    """A user's audio ready for the models, plus what is needed to give the result back.
-
-    ``mono``: float32 ``[N']`` at ``model_rate``, scaled by ``gain`` to the training level;
-    ``audio``: the checked input itself, float32 ``[C, N]`` at ``sample_rate``.
-    """
-
-    mono: np.ndarray
-    model_rate: int
-    gain: float
-    sample_rate: int
-    num_samples: int
-    channels: int
-    layout: str  # "mono" ([N]), "cn" ([C, N]) or "nc" ([N, C])
-    audio: np.ndarray | None = None
-
-    @property
-    def seconds(self) -> float:
-        return self.num_samples / self.sample_rate
 
 
 def _as_channels_first(audio: np.ndarray) -> tuple[np.ndarray, str]:
@@ -113,21 +93,9 @@ def check(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, str]:
     return x, layout
 
 
-def prepare(audio: np.ndarray, sample_rate: int, model_rate: int) -> PreparedAudio:
-    """:func:`check` the input and turn it into the model's mono ``[N']`` at ``model_rate``
-    (downmixed, scaled to the training peak, resampled)."""
-    x, layout = check(audio, sample_rate)
-    channels, n = x.shape
-    mono = x.mean(axis=0)
-    gain = 10.0 ** (MODEL_PEAK_DB / 20.0) / float(np.abs(mono).max())
-    mono = resample(mono * np.float32(gain), int(sample_rate), model_rate)
-    return PreparedAudio(np.ascontiguousarray(mono, dtype=np.float32), model_rate, gain,
-                         int(sample_rate), n, channels, layout, x)
-
-
 def limit_source(x: np.ndarray) -> tuple[np.ndarray, float]:
-    """Scale a model output down (never up) to the training peak before it is edited again
-    (multi-round); returns ``(x, scale)``."""
+    """Scale a model-side mix ``x: [N']`` down (never up) to the training peak before it is
+    edited again (multi-round); returns ``(x, scale)``."""
     limit = 10.0 ** (MODEL_PEAK_DB / 20.0)
     peak = float(np.abs(x).max()) if x.size else 0.0
     if peak <= limit:
@@ -136,28 +104,73 @@ def limit_source(x: np.ndarray) -> tuple[np.ndarray, float]:
     return (x * np.float32(scale)).astype(np.float32), scale
 
 
-def finish_channels(y: np.ndarray, prep: PreparedAudio, gain: float | None = None
-                    ) -> np.ndarray:
-    """Model output ``y: [N']`` (model rate, model level) -> the user's rate and level on
-    every channel: ``[C, N]`` float32 (not yet peak-safe; :func:`to_layout` finishes it).
+@dataclass(frozen=True)
+class UserAudio:
+    """The user's audio as the source of one edit round, and the way to the models and back.
 
-    Undoes ``gain`` (default: the input's), resamples to the input rate and fixes the length
-    to exactly the input's.
+    ``audio``: float32 ``[C, N]`` at ``sample_rate`` and the user's level (round 1: the
+    checked input; later rounds: the previous round's output). ``model``: what the models
+    edit, mono float32 ``[N']`` at ``model_rate``, at ``gain`` times the user's level (the
+    training level). ``layout``: the input's array layout (module docstring), given back.
     """
-    g = prep.gain if gain is None else gain
-    out = resample(np.asarray(y, dtype=np.float32) / np.float32(g), prep.model_rate,
-                   prep.sample_rate)
-    n = prep.num_samples
-    out = out[:n] if out.shape[0] >= n else np.pad(out, (0, n - out.shape[0]))
-    return np.repeat(out[None], prep.channels, axis=0)
 
+    audio: np.ndarray
+    sample_rate: int
+    layout: str  # "mono" ([N]), "cn" ([C, N]) or "nc" ([N, C])
+    model: np.ndarray
+    model_rate: int
+    gain: float
 
-def to_layout(audio: np.ndarray, prep: PreparedAudio, safe: bool = True) -> np.ndarray:
-    """User-rate audio ``[C, N]`` -> the input's layout (``[N]``, ``[C, N]`` or ``[N, C]``),
-    float32, non-finite samples zeroed and (``safe``) made peak-safe."""
-    out = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    if safe:
-        out = peak_safe(out)
-    if prep.layout == "mono":
-        return np.ascontiguousarray(out[0], dtype=np.float32)
-    return np.ascontiguousarray(out if prep.layout == "cn" else out.T, dtype=np.float32)
+    @classmethod
+    def from_user(cls, audio: np.ndarray, sample_rate: int, model_rate: int) -> UserAudio:
+        """:func:`check` the input (``[N]``, ``[C, N]`` or ``[N, C]``) and make its model
+        side: the mono downmix scaled to the training peak, resampled to ``model_rate``."""
+        x, layout = check(audio, sample_rate)
+        mono = x.mean(axis=0)
+        gain = 10.0 ** (MODEL_PEAK_DB / 20.0) / float(np.abs(mono).max())
+        mono = resample(mono * np.float32(gain), int(sample_rate), model_rate)
+        return cls(x, int(sample_rate), layout, np.ascontiguousarray(mono, dtype=np.float32),
+                   int(model_rate), gain)
+
+    @property
+    def channels(self) -> int:
+        return int(self.audio.shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.audio.shape[1])
+
+    @property
+    def seconds(self) -> float:
+        return self.num_samples / self.sample_rate
+
+    def from_model(self, y: np.ndarray) -> np.ndarray:
+        """Model output ``y: [N']`` (model rate and level) -> the user's rate and level on
+        every channel, exactly the source's length: ``[C, N]`` float32 (not yet peak-safe)."""
+        out = resample(np.asarray(y, dtype=np.float32) / np.float32(self.gain),
+                       self.model_rate, self.sample_rate)
+        n = self.num_samples
+        out = out[:n] if out.shape[0] >= n else np.pad(out, (0, n - out.shape[0]))
+        return np.repeat(out[None], self.channels, axis=0)
+
+    def to_layout(self, audio: np.ndarray, safe: bool = True) -> np.ndarray:
+        """User-rate audio ``[C, N]`` -> the input's layout (``[N]``, ``[C, N]`` or
+        ``[N, C]``), float32, non-finite samples zeroed and (``safe``) made peak-safe."""
+        out = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0,
+                            neginf=0.0)
+        if safe:
+            out = peak_safe(out)
+        if self.layout == "mono":
+            return np.ascontiguousarray(out[0], dtype=np.float32)
+        return np.ascontiguousarray(out if self.layout == "cn" else out.T, dtype=np.float32)
+
+    def next_round(self, output: np.ndarray, generated: np.ndarray | None) -> UserAudio:
+        """The next round's source: ``output`` (``[C, N]``, this round's result at the
+        user's rate and level). Its model side is ``generated`` (``[N']``, when the output is
+        the generated mix) or else the output's downmix brought to the model's rate and level;
+        either is limited to the training peak (:func:`limit_source`)."""
+        y = generated
+        if y is None:
+            y = resample(output.mean(axis=0), self.sample_rate, self.model_rate) * self.gain
+        x, scale = limit_source(y)
+        return dataclasses.replace(self, audio=output, model=x, gain=self.gain * scale)

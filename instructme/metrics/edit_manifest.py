@@ -7,8 +7,9 @@ For record ``r`` the source window (``r["source"]`` stems summed, ``r["start"]``
 record runs its rounds' instructions in order, each output the next source) and written to
 ``OUT/<r["id"]>.wav``. Files are written atomically, so a finished file is a complete edit and
 an interrupted run resumes where it stopped; ``OUT/generate.json`` records the model and the
-sampler and output settings, and a folder made with other settings is refused (a folder from
-before the ``preserve`` setting existed holds generated mixes: ``preserve`` false).
+edit settings (:class:`~instructme.editing.settings.EditSettings`, the sampler by its
+scheduler's name), and a folder made with other settings is refused (a folder from before
+the ``preserve`` setting existed holds generated mixes: ``preserve`` false).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from instructme.editing.settings import EditSettings
 from instructme.errors import ManifestError
 from instructme.fileio import atomic_write_json
 
@@ -32,15 +34,15 @@ def record_instructions(rec: dict[str, Any]) -> list[str]:
     return [str(rec["instruction"])]
 
 
-def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path, *,
+def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path,
+                   settings: EditSettings | None = None, *,
                    data_dir: str | Path | None = None, limit: int | None = None,
-                   seed: int = 0, steps: int | None = None, guidance: float | None = None,
-                   sampler: str | None = None, preserve: bool | None = None,
-                   model_name: str = "",
-                   progress: bool = True) -> dict[str, Any]:
+                   model_name: str = "", progress: bool = True) -> dict[str, Any]:
     """Write ``OUT/<id>.wav`` for the records of ``manifest`` (the seeded ``limit`` sample
-    that ``evaluate_edits(..., limit=limit, seed=seed)`` scores). Returns a summary dict:
-    ``edited`` (new files), ``skipped`` (already there), ``seconds`` of audio and ``wall``."""
+    that ``evaluate_edits(..., limit=limit, seed=settings.seed)`` scores), edited by ``pipe``
+    (an :class:`~instructme.editing.pipeline.EditPipeline`) with ``settings`` (unset ones:
+    the pipeline's). Returns a summary dict: ``edited`` (new files), ``skipped`` (already
+    there), ``seconds`` of audio and ``wall``."""
     from tqdm import tqdm
 
     from instructme.audio import save
@@ -52,22 +54,21 @@ def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path, *,
     if not records:
         raise ManifestError(f"{manifest}: no records")
     data = Path(data_dir) if data_dir is not None else manifest.resolve().parent.parent
-    records = sample_records(records, limit, seed)
+    cfg = pipe.resolve_settings(settings)
+    records = sample_records(records, limit, cfg.seed)
     sr = dataset_sample_rate(data)
-    n_steps, scale, scheduler = pipe.resolve_settings(steps, guidance, sampler)
-    keep = pipe.resolve_preserve(preserve)
-    settings = {"manifest": str(manifest.resolve()), "model": model_name, "seed": seed,
-                "limit": limit, "steps": n_steps, "guidance": scale, "sampler": scheduler,
-                "preserve": keep}
+    recorded = {"manifest": str(manifest.resolve()), "model": model_name, "seed": cfg.seed,
+                "limit": limit, "steps": cfg.steps, "guidance": cfg.guidance,
+                "sampler": cfg.sampler_spec.scheduler, "preserve": cfg.preserve}
     meta_path = out / SETTINGS_NAME
     if meta_path.is_file():
         have = {"preserve": False, **json.loads(meta_path.read_text())}
-        diff = sorted(k for k in settings if have.get(k) != settings[k])
+        diff = sorted(k for k in recorded if have.get(k) != recorded[k])
         if diff:
             raise ManifestError(f"{out}: holds edits made with other settings ({', '.join(diff)})"
                                 "; choose another folder")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(meta_path, settings)
+    atomic_write_json(meta_path, recorded)
 
     edited = skipped = 0
     seconds = 0.0
@@ -78,8 +79,7 @@ def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path, *,
             skipped += 1
             continue
         x = load_window(data, rec["source"], float(rec["start"]), float(rec["duration"]), sr)
-        results = pipe.edit_chain(x, sr, record_instructions(rec), steps=steps,
-                                  guidance=guidance, seed=seed, sampler=sampler, preserve=keep)
+        results = pipe.edit_chain(x, sr, record_instructions(rec), cfg)
         save(path, results[-1].audio, sr)
         edited += 1
         seconds += x.shape[0] / sr

@@ -5,14 +5,15 @@ Endpoints (every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status
 - ``GET /``: the page (``static/index.html``; its scripts and styles are local files).
 - ``GET /api/info``: limits, accepted formats, suggested instructions per task (add, remove,
   extract, replace, remix, multi-round: InstructME, arXiv 2308.14360, Sec. 3.1), examples,
-  default steps/guidance/seed.
+  the default edit settings (the pipeline folder's, and seed 0).
 - ``POST /api/upload`` (multipart field ``file``) and ``POST /api/examples/{name}``: a clip,
   returned as ``{"id", "name", "seconds", "audio_url", "spectrogram_url", ...}``.
 - ``GET /api/audio/{id}`` (WAV; ``?download=1`` as an attachment) and
   ``GET /api/audio/{id}/spectrogram.png``.
 - ``POST /api/edit`` ``{"audio": id, "instruction", "steps", "guidance", "seed", "sampler",
   "preserve"}`` (``preserve``: source-preserving output, :mod:`instructme.editing.preserve`):
-  checks the instruction at once, then queues the edit -> ``{"job": id, ...status}``.
+  checks the instruction and the settings (:class:`~instructme.editing.settings.EditSettings`;
+  unset ones are the pipeline's) at once, then queues the edit -> ``{"job": id, ...status}``.
 - ``GET /api/jobs/{id}``: ``state`` (queued/running/done/error), queue ``position``, sampler
   ``step``/``total``, the parsed ``task``/``args``, the ``result`` clip (and the edited
   ``part`` alone, when the output kept the source) or the ``error``.
@@ -43,6 +44,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from instructme.editing.settings import EditSettings
 from instructme.errors import AudioError, InstructMEError
 from instructme.web.jobs import EditWorker, Pipeline, QueueFull
 from instructme.web.store import AudioItem, AudioStore, safe_name
@@ -63,7 +65,8 @@ _MULTIPART_SLACK = 64 * 1024
 
 @dataclass
 class StudioSettings:
-    """Limits and defaults of one studio (the ``instructme serve`` options)."""
+    """Limits of one studio (the ``instructme serve`` options); the edit settings'
+    defaults are the pipeline's (:attr:`EditPipeline.defaults`)."""
 
     max_upload_mb: float = 50.0
     max_seconds: float = 60.0
@@ -72,10 +75,6 @@ class StudioSettings:
     sweep_every_s: float = 60.0
     max_queue: int = 16
     max_steps: int = 200
-    default_steps: int = 50
-    default_guidance: float = 3.0
-    default_sampler: str = "dpm"
-    default_preserve: bool = True
     model_name: str = ""
     demo: bool = False
     store_root: Path | None = None
@@ -86,13 +85,21 @@ class StudioSettings:
 
 
 class EditRequest(BaseModel):
+    """``POST /api/edit``: JSON types only; the values are checked by
+    :meth:`EditSettings.validate`."""
+
     audio: str = Field(max_length=64)
     instruction: str = Field(max_length=500)
-    steps: int | None = Field(default=None, ge=1)
-    guidance: float | None = Field(default=None, ge=0.0, le=50.0)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    sampler: str | None = Field(default=None, pattern=r"^(dpm|ddim|ddpm)$")
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = 0
+    sampler: str | None = Field(default=None, max_length=32)
     preserve: bool | None = None
+
+    def settings(self) -> EditSettings:
+        """The request's edit settings (unset: None), unchecked."""
+        return EditSettings(steps=self.steps, guidance=self.guidance, sampler=self.sampler,
+                            seed=self.seed, preserve=self.preserve)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -240,9 +247,7 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
             "limits": {"max_upload_mb": cfg.max_upload_mb, "max_seconds": cfg.max_seconds,
                        "max_steps": cfg.max_steps, "max_queue": cfg.max_queue},
             "formats": list(UPLOAD_SUFFIXES),
-            "defaults": {"steps": cfg.default_steps, "guidance": cfg.default_guidance,
-                         "seed": 0, "sampler": cfg.default_sampler,
-                         "preserve": cfg.default_preserve},
+            "defaults": {**pipeline.defaults.folder_defaults(), "seed": EditSettings().seed},
             "suggestions": tips,
             "examples": [{"name": e["name"], "seconds": e["seconds"]}
                          for e in examples.values()],
@@ -313,18 +318,18 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
     @app.post("/api/edit")
     def submit(req: EditRequest) -> dict[str, Any]:
         _item(req.audio)
-        steps = cfg.default_steps if req.steps is None else req.steps
-        if steps > cfg.max_steps:
+        try:
+            settings = req.settings().validate("{}:").resolve(pipeline.defaults)
+        except InstructMEError as e:
+            raise HTTPException(400, str(e)) from None
+        if (settings.steps or 0) > cfg.max_steps:
             raise HTTPException(400, f"steps: at most {cfg.max_steps} on this server")
         try:
             plan_rounds(req.instruction)
         except InstructMEError as e:
             raise HTTPException(400, str(e)) from None
-        guidance = cfg.default_guidance if req.guidance is None else req.guidance
         try:
-            preserve = cfg.default_preserve if req.preserve is None else req.preserve
-            job = worker.submit(req.audio, req.instruction.strip(), steps, guidance, req.seed,
-                                req.sampler or cfg.default_sampler, preserve)
+            job = worker.submit(req.audio, req.instruction.strip(), settings)
         except QueueFull as e:
             raise HTTPException(503, str(e)) from None
         return {"job": job.id, **worker.status(job.id)}
@@ -349,7 +354,8 @@ def open_pipeline(model: str | os.PathLike[str] | None, demo: bool = False) -> t
     temporary folder."""
     import tempfile
 
-    from instructme.editing.pipeline import build_tiny_pipeline, default_model_dir, load_pipeline
+    from instructme.editing.folder import default_model_dir
+    from instructme.editing.pipeline import build_tiny_pipeline, load_pipeline
 
     if demo:
         folder = Path(tempfile.mkdtemp(prefix="instructme-demo-"))

@@ -3,7 +3,8 @@
 A diffusion edit (InstructME, arXiv 2308.14360, Sec. 3) takes seconds to minutes and most of
 the machine, so a process never runs two at once: requests wait in a FIFO queue and can see
 their place in it. The pipeline's ``progress(step, total)`` callback (one call per sampler
-step) is stored on the job for the page to poll.
+step) is stored on the job for the page to poll. Each job carries its complete
+:class:`~instructme.editing.settings.EditSettings`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from instructme.editing.settings import EditSettings
 from instructme.errors import InstructMEError
 from instructme.web.store import AudioStore, new_id, safe_name
 
@@ -34,12 +36,14 @@ class EditResultLike(Protocol):
 
 
 class Pipeline(Protocol):
-    """What the studio needs of :class:`instructme.editing.pipeline.EditPipeline`."""
+    """What the studio needs of :class:`instructme.editing.pipeline.EditPipeline`: its
+    folder's default settings and a call that edits ``audio`` (``[N]`` or ``[N, C]``)."""
 
-    def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str, *, steps: int,
-                 guidance: float, seed: int, sampler: str,
-                 progress: Callable[[int, int], None] | None,
-                 preserve: bool) -> EditResultLike: ...
+    defaults: EditSettings
+
+    def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str, *,
+                 settings: EditSettings,
+                 progress: Callable[[int, int], None] | None) -> EditResultLike: ...
 
 
 class QueueFull(InstructMEError):
@@ -53,11 +57,7 @@ class Job:
     id: str
     audio_id: str
     instruction: str
-    steps: int
-    guidance: float
-    seed: int
-    sampler: str
-    preserve: bool = True
+    settings: EditSettings
     state: str = "queued"  # queued | running | done | error
     step: int = 0
     total: int = 0
@@ -89,11 +89,10 @@ class EditWorker:
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, audio_id: str, instruction: str, steps: int, guidance: float, seed: int,
-               sampler: str = "dpm", preserve: bool = True) -> Job:
-        """Queue an edit; raises :class:`QueueFull` when ``max_queue`` edits already wait."""
-        job = Job(new_id(), audio_id, instruction, int(steps), float(guidance), int(seed),
-                  sampler, bool(preserve))
+    def submit(self, audio_id: str, instruction: str, settings: EditSettings) -> Job:
+        """Queue an edit with complete ``settings``; raises :class:`QueueFull` when
+        ``max_queue`` edits already wait."""
+        job = Job(new_id(), audio_id, instruction, settings)
         with self._cond:
             if self._stop:
                 raise QueueFull("the studio is shutting down")
@@ -121,8 +120,10 @@ class EditWorker:
             out: dict[str, Any] = {
                 "id": job.id, "state": job.state, "position": position, "ahead": ahead,
                 "step": job.step, "total": job.total, "instruction": job.instruction,
-                "source": job.audio_id, "steps": job.steps, "guidance": job.guidance,
-                "seed": job.seed, "preserve": job.preserve, "error": job.error,
+                "source": job.audio_id, "steps": job.settings.steps,
+                "guidance": job.settings.guidance, "seed": job.settings.seed,
+                "sampler": job.settings.sampler, "preserve": job.settings.preserve,
+                "error": job.error,
                 "task": job.task, "args": job.args,
                 "seconds": job.seconds, "result": None, "part": None,
             }
@@ -187,9 +188,8 @@ class EditWorker:
 
         try:
             x, sr = self.store.load(job.audio_id)
-            res = self.pipeline(x, sr, job.instruction, steps=job.steps,
-                                guidance=job.guidance, seed=job.seed, sampler=job.sampler,
-                                progress=progress, preserve=job.preserve)
+            res = self.pipeline(x, sr, job.instruction, settings=job.settings,
+                                progress=progress)
             source = self.store.get(job.audio_id)
             origin = source.origin or source.name
             name = safe_name(f"{origin.rsplit('.', 1)[0]} - {job.instruction[:40]}.wav")
