@@ -212,6 +212,25 @@ def heldout_set(data: str | Path, model_cfg: ClassifierConfig, split: str, items
     return ClassifierCrops(songs, model_cfg, spec, items, seed, style_min_fraction)
 
 
+def _widths(channels: tuple[int, ...] | None, embed_dim: int | None, init: Any,
+            resume: bool) -> dict[str, Any]:
+    """The model widths asked for (``ClassifierConfig`` fields), checked against the run."""
+    if init is not None and resume:
+        raise ValueError("--init starts a new run: it cannot be combined with --resume")
+    if resume and (channels is not None or embed_dim is not None):
+        raise ValueError("--channels / --embed-dim size a new model: not with --resume")
+    if channels is not None and (not channels or min(channels) < 1):
+        raise ValueError("--channels needs one positive width per conv block")
+    if embed_dim is not None and embed_dim < 1:
+        raise ValueError("--embed-dim must be positive")
+    widths: dict[str, Any] = {}
+    if channels is not None:
+        widths["channels"] = tuple(channels)
+    if embed_dim is not None:
+        widths["embed_dim"] = embed_dim
+    return widths
+
+
 def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
                      steps: int | None = None, resume: bool = False, seed: int = 0,
                      model_config: ClassifierConfig | None = None,
@@ -236,19 +255,7 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
         if not lr > 0:
             raise ValueError("learning rate must be positive")
         tcfg = dataclasses.replace(tcfg, lr=lr)
-    if init is not None and resume:
-        raise ValueError("--init starts a new run: it cannot be combined with --resume")
-    if resume and (channels is not None or embed_dim is not None):
-        raise ValueError("--channels / --embed-dim size a new model: not with --resume")
-    if channels is not None and (not channels or min(channels) < 1):
-        raise ValueError("--channels needs one positive width per conv block")
-    if embed_dim is not None and embed_dim < 1:
-        raise ValueError("--embed-dim must be positive")
-    widths: dict[str, Any] = {}
-    if channels is not None:
-        widths["channels"] = tuple(channels)
-    if embed_dim is not None:
-        widths["embed_dim"] = embed_dim
+    widths = _widths(channels, embed_dim, init, resume)
     train_songs = load_songs(data, ("train",))
     start: InstrumentClassifier | None = None
     if init is not None:
