@@ -1,14 +1,14 @@
 """Source-preserving output: keep what the edit did not touch out of the VAE.
 
-The design's fidelity budget (``DESIGN.md``: a VAE round trip as lossy as a 12 kbps codec
-eats most of what an add/remove edit changes) asks that untouched material need not pass
-through the VAE, and that the edited part can be returned on its own. InstructME
-(arXiv 2308.14360) generates the whole target mix; here the generated mix is used as a
-*time-frequency guide* for the source instead of as the output:
+A VAE round trip is about as lossy as a low-bitrate codec, which would eat most of what an
+add/remove edit changes (the fidelity budget of ``docs/ARCHITECTURE.md``); so untouched
+material need not pass through the VAE, and the edited part can be returned on its own.
+InstructME (arXiv 2308.14360) generates the whole target mix; here the generated mix is used
+as a *time-frequency guide* for the source instead of as the output.
 
-With ``R = STFT(reference)`` and ``G = STFT(generated)`` (model rate, mono, Hann window of
-``n_fft`` with hop ``n_fft / 4``) and ``P_X`` the power ``|X|^2`` smoothed over
-:data:`SMOOTH` bins and frames (:func:`scipy.ndimage.uniform_filter`)::
+With ``R = STFT(reference)`` and ``G = STFT(generated)`` (model rate, mono ``[N']``, Hann
+window of ``n_fft`` with hop ``n_fft / 4``: ``[F, T]``) and ``P_X`` the power ``|X|^2``
+smoothed over :data:`SMOOTH` bins and frames (:func:`scipy.ndimage.uniform_filter`)::
 
     keep  K = clip(sqrt(P_G / P_R), 0, 1)            # where the edit took energy away
     add   A = clip(1 - a * sqrt(P_R / P_G), 0, 1)    # the part of G that is new energy
@@ -18,17 +18,10 @@ generated mix has been through the VAE's decoder, so comparing it with the sourc
 read the VAE's smearing (weaker harmonics, noisy bass) as an edit and attenuate untouched
 instruments. ``a`` = :data:`ADD_TOLERANCE` (< 1) also keeps a little of the generated mix
 where it overlaps the source, so that an added instrument is heard where it shares bands
-with the music. Measured on 6 validation edits per task with the shipped
-``instructme-small`` (multi-scale log-mel distance to the exact target; do nothing /
-generated mix / this): add 0.164 / 0.270 / 0.157, remove 0.174 / 0.306 / 0.207, replace
-0.159 / 0.269 / 0.183 (source as the reference instead: remove 0.260, replace 0.249), with the
-classifier's instruction accuracy as high as the generated mix's for add and remove. Extract
-is better served by the generated mix (mel 0.662 vs 0.684, and the attenuated rest of the
-mix stays audible to the classifier), so
-:class:`~instructme.editing.pipeline.EditPipeline` keeps the source only for
-:data:`PRESERVING_TASKS`; :func:`guide` also does extract.
-
-and per task (the ``part`` is what the edit removed, extracted or added):
+with the music. :class:`~instructme.editing.pipeline.EditPipeline` keeps the source only for
+:data:`PRESERVING_TASKS` (an extract returns the generated mix); :func:`guide` also does
+extract. Per task (``S``: the source's STFT; the ``part`` is what the edit removed,
+extracted or added):
 
 =========  =====================================  ======================================
 task       output                                 part
@@ -40,18 +33,17 @@ replace    iSTFT(K * S) + iSTFT(A * G)            iSTFT(A * G) (the new instrume
 remix      generated (everything changes)         none
 =========  =====================================  ======================================
 
-``K`` is applied to the user's own audio at its own rate, on every channel: the gains are
-interpolated (linearly, in time and frequency) from the model's grid onto each channel's
-STFT, and above the model's band (:data:`TRUST` x its Nyquist frequency) every bin takes the
-mean gain of the top octave the model sees. So a kept instrument keeps its waveform, its
-stereo image and its high frequencies; only the added part (mono, model rate) comes from
-the VAE, resampled and put on every channel.
+``K`` is applied to the user's own audio ``[C, N]`` at its own rate, on every channel (one
+at a time, to bound memory): the gains are interpolated (linearly, in time and frequency)
+from the model's grid onto each channel's STFT, and above the model's band (:data:`TRUST` x
+its Nyquist frequency) every bin takes the mean gain of the top octave the model sees. So a
+kept instrument keeps its waveform, its stereo image and its high frequencies; only the
+added part (mono, model rate) comes from the VAE, resampled and put on every channel.
 
-Cost (measured on this project's 2-core CPU, one thread): a 5-minute stereo 44.1 kHz song
-takes 1.9 s for the gains and 4.7 s to apply them (next to ~115 s of editing), with about
-1 GB of extra memory at peak (channels are transformed one at a time).
+The measurements behind these choices (reference, tolerance, which tasks keep the source)
+and the cost on a whole song are in the model card, ``models/instructme-small/README.md``
+("Editing pipeline measurements").
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
