@@ -23,14 +23,11 @@ def intermediate_path(out: Path, k: int) -> Path:
     return out.with_name(f"{out.stem}.round{k}{out.suffix}")
 
 
-def _cmd_edit(args: argparse.Namespace) -> int:
-    from instructme.audio import load, save
-    from instructme.editing.pipeline import check_output_path, load_pipeline, plan_rounds
-    from instructme.editing.user_audio import check
+def _check_request(args: argparse.Namespace, out: Path, texts: list[str]) -> list[Any]:
+    """Check the instructions and every output path before anything is loaded (one-line
+    errors); returns the planned rounds."""
+    from instructme.editing.pipeline import check_output_path, plan_rounds
 
-    settings = edit_settings(args, seed=args.seed)
-    out = Path(args.output)
-    texts = [args.instruction, *args.then]
     check_output_path(args.input, out)
     rounds = plan_rounds(texts)  # unknown instructions fail before anything is loaded
     if args.keep_intermediate:
@@ -49,6 +46,18 @@ def _cmd_edit(args: argparse.Namespace) -> int:
             raise InstructMEError(f"{png}: --spectrogram must be a .png file name")
         if png.resolve() in (Path(args.input).resolve(), out.resolve()):
             raise InstructMEError(f"{png}: --spectrogram would overwrite an audio file")
+    return rounds
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from instructme.audio import load, save
+    from instructme.editing.pipeline import load_pipeline
+    from instructme.editing.user_audio import check
+
+    settings = edit_settings(args, seed=args.seed)
+    out = Path(args.output)
+    texts = [args.instruction, *args.then]
+    rounds = _check_request(args, out, texts)
     if args.threads is not None:
         if args.threads < 1:
             raise InstructMEError("--threads must be at least 1")
