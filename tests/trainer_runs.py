@@ -124,7 +124,8 @@ def run_classifier(root: Path) -> dict[str, Any]:
             "eval": {k: v for k, v in metrics.items() if isinstance(v, float)}}
 
 
-RUNS = {"vae": run_vae, "vae_sines": run_vae_sines, "editor": run_editor, "chord": run_chord, "classifier": run_classifier}
+RUNS = {"vae": run_vae, "vae_sines": run_vae_sines, "editor": run_editor, "chord": run_chord,
+        "classifier": run_classifier}
 
 
 def run_all(root: Path) -> dict[str, Any]:
