@@ -22,10 +22,10 @@ from instructme.dataset.audio_folder import (
     split_of,
 )
 from instructme.errors import ManifestError
+from instructme.metrics.vae_eval import evaluate_vae
 from instructme.models.vae import AudioVAE
 from instructme.training.vae import train_vae
 from instructme.training.vae_data import CropSampler, file_clips, load_split
-from instructme.metrics.vae_eval import evaluate_vae
 
 
 def make_recordings(root: Path, n: int = 12, seconds: float = 3.0) -> Path:
