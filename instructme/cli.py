@@ -23,6 +23,16 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_render_eval(args: argparse.Namespace) -> int:
+    from instructme.dataset.render_eval import render_eval_set
+
+    info = render_eval_set(args.data, args.out, args.soundfont, tuple(args.splits),
+                           workers=args.workers, quiet=args.quiet)
+    print(f"wrote {args.out}: {info['songs']} songs of {', '.join(args.splits)} rendered with "
+          f"{info['render_eval']['soundfont']}")
+    return 0
+
+
 def _cmd_data_stats(args: argparse.Namespace) -> int:
     from instructme.dataset.stats import dataset_stats, format_stats
 
@@ -48,7 +58,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
     b = dsub.add_parser("build", help="render stems and cut (source, instruction, target) triplets")
-    b.add_argument("--preset", choices=["tiny", "small", "full"], default="small")
+    b.add_argument("--preset", choices=["tiny", "small", "diverse", "full"], default="small",
+                   help="diverse: small's songs, three soundfonts, per-stem processing")
     b.add_argument("--out", required=True, help="dataset folder (resumable)")
     b.add_argument("--workers", type=int, default=None, help="render processes (default: cores)")
     b.add_argument("--seed", type=int, default=0)
@@ -66,6 +77,18 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", required=True, help="folder to write (resumable)")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=_cmd_data_import_audio)
+
+    r = dsub.add_parser("render-eval",
+                        help="re-render a dataset's test split with a soundfont never trained "
+                             "on (unseen-timbre evaluation set)")
+    r.add_argument("data", help="dataset folder written by 'data build'")
+    r.add_argument("--soundfont", required=True,
+                   help="registry name (timgm6mb, opl3, ...) or .sf2/.sf3 path")
+    r.add_argument("--out", required=True, help="evaluation dataset folder (resumable)")
+    r.add_argument("--splits", nargs="+", default=["test"], choices=["train", "val", "test"])
+    r.add_argument("--workers", type=int, default=None, help="render processes (default: cores)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_data_render_eval)
 
     s = dsub.add_parser("stats", help="hours per task, instrument, style and split")
     s.add_argument("dir", help="dataset folder written by 'data build'")

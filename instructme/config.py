@@ -96,6 +96,15 @@ class DataConfig(Config):
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+    #: Timbre diversity: soundfonts (registry names or paths, see
+    #: :mod:`instructme.dataset.soundfonts`) drawn per stem; empty: ``soundfont`` only.
+    soundfonts: tuple[str, ...] = ()
+    #: Seeded per-stem pedalboard chains (:mod:`instructme.dataset.effects`).
+    stem_fx: bool = False
+    #: Per-stem level variation around the role's level (uniform, +- dB).
+    gain_jitter_db: float = 1.5
+    #: Probability that a song's mix bus is limited (the gain curve applies to every stem).
+    limiter_prob: float = 0.0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # Seconds to build: for tests and the quick demo.
@@ -107,6 +116,14 @@ class DataConfig(Config):
         "small": dict(
             corpus_pieces=300, corpus_max_seconds=150.0, arranger_songs=300, styles_per_song=3,
             arranger_bars=40,
+        ),
+        # The small preset's songs, each stem drawn from three soundfonts and processed
+        # (EQ, compression, saturation, reverb, +-6 dB), a fifth of the mixes limited: the
+        # timbre-diverse training data (the held-out soundfonts are never among them).
+        "diverse": dict(
+            corpus_pieces=300, corpus_max_seconds=150.0, arranger_songs=300, styles_per_song=3,
+            arranger_bars=40, soundfonts=("fluidr3", "musescore", "csound"), stem_fx=True,
+            gain_jitter_db=6.0, limiter_prob=0.2,
         ),
         # Everything the corpus offers plus many generated songs (hours to build).
         "full": dict(

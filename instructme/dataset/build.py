@@ -25,9 +25,11 @@ from tqdm import tqdm
 
 from instructme import audio
 from instructme.config import DataConfig
+from instructme.dataset.effects import draw_chain, draw_limiter, limiter_gain, process_stem
 from instructme.dataset.folder import read_activity, read_song, safe_name
 from instructme.dataset.ingest import ingest_song, stem_song_job
 from instructme.dataset.render import activity, balance_stems, check_synth, render_part
+from instructme.dataset.soundfonts import check_trainable, resolve_soundfont, soundfont_name
 from instructme.dataset.stems import load_stems
 from instructme.dataset.triplets import TripletBuilder, TripletSong, assign_splits
 from instructme.errors import InstructMEError, ManifestError
@@ -110,20 +112,60 @@ def _replacement_program(song: Song, part: Part, rng: np.random.Generator) -> in
     return int(rng.choice(options)) if options else None
 
 
+def _stem_soundfont(cfg: DataConfig, rng: np.random.Generator) -> str:
+    """This stem's soundfont: drawn from ``cfg.soundfonts`` when several are configured."""
+    if not cfg.soundfonts:
+        return cfg.soundfont
+    return str(cfg.soundfonts[int(rng.integers(len(cfg.soundfonts)))])
+
+
+def _render_stem(part: Part, song: Song, cfg: DataConfig, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, dict[str, Any]]:
+    """One stem (``float32 [N]``) with its soundfont and, with ``stem_fx``, its chain; the
+    meta fields that say how it was made."""
+    sf = _stem_soundfont(cfg, rng)
+    x = render_part(part, song.duration, sample_rate=cfg.sample_rate,
+                    soundfont=resolve_soundfont(sf))
+    meta: dict[str, Any] = {}
+    if cfg.soundfonts:
+        meta["soundfont"] = soundfont_name(sf)
+    if cfg.stem_fx:
+        chain = draw_chain(part.instrument, rng)
+        x = process_stem(x, cfg.sample_rate, chain)
+        meta["fx"] = chain
+    return x, meta
+
+
+def _limit_mix(stems: dict[str, np.ndarray], variants: set[str], cfg: DataConfig,
+               rng: np.random.Generator) -> dict[str, Any] | None:
+    """With probability ``limiter_prob``: the limiter's gain curve of the song's mix applied
+    to every stem (variants too), then the mix brought back to its peak; in place."""
+    if cfg.limiter_prob <= 0 or rng.random() >= cfg.limiter_prob:
+        return None
+    settings = draw_limiter(rng)
+    mix = np.sum([x for n, x in stems.items() if n not in variants], axis=0, dtype=np.float64)
+    peak = float(np.abs(mix).max())
+    gain = limiter_gain(mix.astype(np.float32), cfg.sample_rate, **settings)
+    limited_peak = float(np.abs(mix * gain).max())
+    makeup = peak / limited_peak if limited_peak > 0 else 1.0
+    for name, x in stems.items():
+        stems[name] = (np.asarray(x, np.float64) * gain * makeup).astype(np.float32)
+    return {**settings, "makeup_db": float(20 * np.log10(makeup))}
+
+
 def render_song(song: Song, root: Path, cfg: DataConfig, rng: np.random.Generator) -> dict:
-    """Render, balance and write one song's stems; returns its ``song.json`` dict."""
+    """Render, (process,) balance and write one song's stems; returns its ``song.json``."""
     sr = cfg.sample_rate
     song_dir = root / "songs" / song.song_id
     stems_raw: dict[str, np.ndarray] = {}
     meta: dict[str, dict[str, Any]] = {}
     for i, part in enumerate(song.parts):
         name = f"s{i:02d}-{part.instrument}"
-        stems_raw[name] = render_part(part, song.duration, sample_rate=sr,
-                                      soundfont=cfg.soundfont)
+        stems_raw[name], made = _render_stem(part, song, cfg, rng)
         meta[name] = {"instrument": part.instrument, "program": part.program, "role": part.role,
-                      "part": part.name, "variant_of": None}
+                      "part": part.name, "variant_of": None, **made}
     roles = {n: m["role"] for n, m in meta.items()}
-    stems = balance_stems(stems_raw, roles, rng)
+    stems = balance_stems(stems_raw, roles, rng, jitter_db=cfg.gain_jitter_db)
 
     # "replace" variants: the same notes played by another program, at the original's level.
     candidates = [i for i, p in enumerate(song.parts) if not p.is_drum and p.notes]
@@ -135,7 +177,7 @@ def render_song(song: Song, root: Path, cfg: DataConfig, rng: np.random.Generato
         new = Part(part.name, program, program_to_class(program) or "other", part.role,
                    part.notes, part.is_drum)
         orig = f"s{int(i):02d}-{part.instrument}"
-        raw = render_part(new, song.duration, sample_rate=sr, soundfont=cfg.soundfont)
+        raw, made = _render_stem(new, song, cfg, rng)
         target_rms = float(np.sqrt(np.mean(np.square(stems[orig], dtype=np.float64))))
         raw_rms = float(np.sqrt(np.mean(np.square(raw, dtype=np.float64))))
         if raw_rms < 1e-6:
@@ -143,8 +185,14 @@ def render_song(song: Song, root: Path, cfg: DataConfig, rng: np.random.Generato
         name = f"{orig}-as-{new.instrument}"
         stems[name] = (raw * (target_rms / raw_rms)).astype(np.float32)
         meta[name] = {"instrument": new.instrument, "program": program, "role": part.role,
-                      "part": part.name, "variant_of": orig}
+                      "part": part.name, "variant_of": orig, **made}
+    limiter = _limit_mix(stems, {n for n, m in meta.items() if m["variant_of"]}, cfg, rng)
+    return _write_song(song, root, song_dir, stems, meta, sr, limiter)
 
+
+def _write_song(song: Song, root: Path, song_dir: Path, stems: dict[str, np.ndarray],
+                meta: dict[str, dict[str, Any]], sr: int, limiter: dict[str, Any] | None
+                ) -> dict:
     song_dir.mkdir(parents=True, exist_ok=True)
     acts = {}
     for name, x in stems.items():
@@ -156,6 +204,8 @@ def render_song(song: Song, root: Path, cfg: DataConfig, rng: np.random.Generato
         np.savez_compressed(tmp, **acts)
     d = song.to_dict()
     d.update(stems=meta, activity_hz=ACTIVITY_HZ, sample_rate=sr)
+    if limiter is not None:
+        d["mix_limiter"] = limiter
     atomic_write_json(song_dir / "song.json", d)
     return d
 
@@ -236,7 +286,10 @@ def build_dataset(out: str | Path, preset: str = "small", workers: int | None = 
     except ValueError as e:
         raise InstructMEError(str(e)) from None
     if stems is None:
-        check_synth(cfg.soundfont)
+        fonts = cfg.soundfonts or (cfg.soundfont,)
+        check_trainable(fonts)
+        for sf in fonts:
+            check_synth(resolve_soundfont(sf))
     info_path = root / "build.json"
     if info_path.is_file():
         old = json.loads(info_path.read_text())

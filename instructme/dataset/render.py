@@ -218,8 +218,9 @@ def match_level(x: np.ndarray, reference: np.ndarray, sample_rate: int = SAMPLE_
 
 
 def balance_gains(stems: dict[str, np.ndarray], roles: dict[str, str], rng: np.random.Generator,
-                  sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
-    """Per-stem linear gains: role level (``ROLE_LEVELS_DB`` +- ``LEVEL_JITTER_DB``, seeded)
+                  sample_rate: int = SAMPLE_RATE, jitter_db: float = LEVEL_JITTER_DB
+                  ) -> dict[str, float]:
+    """Per-stem linear gains: role level (``ROLE_LEVELS_DB`` +- ``jitter_db``, seeded)
     times one common gain so that the mix (sum of stems) peaks at ``MIX_PEAK_DB``."""
     if not stems:
         return {}
@@ -229,7 +230,7 @@ def balance_gains(stems: dict[str, np.ndarray], roles: dict[str, str], rng: np.r
     gains: dict[str, float] = {}
     for name in sorted(stems):
         level = ROLE_LEVELS_DB.get(roles.get(name, ""), DEFAULT_LEVEL_DB)
-        level += float(rng.uniform(-LEVEL_JITTER_DB, LEVEL_JITTER_DB))
+        level += float(rng.uniform(-jitter_db, jitter_db))
         rms = active_rms(stems[name], sample_rate)
         gains[name] = 10.0 ** (level / 20.0) / rms if rms > 0 else 0.0
     mix = np.zeros(lengths.pop(), dtype=np.float64)
@@ -241,14 +242,15 @@ def balance_gains(stems: dict[str, np.ndarray], roles: dict[str, str], rng: np.r
 
 
 def balance_stems(stems: dict[str, np.ndarray], roles: dict[str, str], rng: np.random.Generator,
-                  sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
+                  sample_rate: int = SAMPLE_RATE, jitter_db: float = LEVEL_JITTER_DB
+                  ) -> dict[str, np.ndarray]:
     """Balance a song's stems: ``x: float32 [N]`` each, same ``N``; returns new arrays.
 
     Each stem's active RMS is set to its role's level (drums / bass / melody louder, pads
-    softer, seeded +-1.5 dB), then one common gain puts the mix (the sum of the returned stems,
-    which it is exactly) at a peak of -3 dBFS. Silent stems stay silent.
+    softer, seeded +- ``jitter_db``), then one common gain puts the mix (the sum of the
+    returned stems, which it is exactly) at a peak of -3 dBFS. Silent stems stay silent.
     """
-    gains = balance_gains(stems, roles, rng, sample_rate)
+    gains = balance_gains(stems, roles, rng, sample_rate, jitter_db)
     out = {n: (np.asarray(x, dtype=np.float64) * gains[n]).astype(np.float32)
            for n, x in stems.items()}
     if out:

@@ -23,7 +23,8 @@ def dataset_stats(root: str | Path) -> dict[str, Any]:
     style_hours: Counter[str] = Counter()
     source_hours: Counter[str] = Counter()
     instrument_stem_hours: Counter[str] = Counter()
-    n_stems = n_variants = 0
+    soundfont_stem_hours: Counter[str] = Counter()
+    n_stems = n_variants = n_processed = n_limited = 0
     stem_hours = 0.0
     for sid in songs:
         song = read_song(root, sid)
@@ -31,7 +32,12 @@ def dataset_stats(root: str | Path) -> dict[str, Any]:
         song_hours[split_of.get(sid, "unsplit")] += h
         style_hours[song.style or "corpus"] += h
         source_hours[song.meta["source"]] += h
+        n_limited += "mix_limiter" in song.meta
+        made = song.meta.get("stems", {})
         for s in song.stems.values():
+            how = made.get(s.name, {})
+            n_processed += bool(how.get("fx"))
+            soundfont_stem_hours[how.get("soundfont", "the build's one soundfont")] += h
             if s.variant_of:
                 n_variants += 1
             else:
@@ -61,6 +67,8 @@ def dataset_stats(root: str | Path) -> dict[str, Any]:
         "hours_by_split": dict(song_hours), "hours_by_style": dict(style_hours),
         "hours_by_source": dict(source_hours),
         "stem_hours_by_instrument": dict(instrument_stem_hours),
+        "stem_hours_by_soundfont": dict(soundfont_stem_hours),
+        "processed_stems": n_processed, "limited_songs": n_limited,
         "triplets_by_task": dict(task_count), "triplet_hours_by_task": dict(task_hours),
         "triplets_by_split": dict(split_count),
         "edited_hours_by_task_instrument": {k: dict(v) for k, v in edited_hours.items()},
@@ -100,6 +108,11 @@ def format_stats(s: dict[str, Any]) -> str:
     lines += _table("source material by origin", s["hours_by_source"])
     lines += _table("source material by style", s["hours_by_style"])
     lines += _table("stems by instrument", s["stem_hours_by_instrument"])
+    lines += _table("stems (variants too) by soundfont", s["stem_hours_by_soundfont"])
+    if s["processed_stems"] or s["limited_songs"]:
+        lines.append(f"processed stems (EQ, compression, saturation, reverb): "
+                     f"{s['processed_stems']}; songs with a limited mix bus: "
+                     f"{s['limited_songs']}")
     lines += _table("triplets by split", s["triplets_by_split"], hours=False)
     lines += _table("triplets by task", s["triplets_by_task"], hours=False)
     lines += _table("triplet audio by task", s["triplet_hours_by_task"])
