@@ -107,5 +107,5 @@ def test_cli_errors_are_one_line(diverse: Path, tmp_path: Path, capsys) -> None:
     assert err.startswith("error:") and "\n" not in err and "known names" in err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "f").write_text("x")
-    assert main(["data", "render-eval", str(diverse), "--soundfont", "opl3", "--out",
+    assert main(["data", "render-eval", str(diverse), "--soundfont", "timgm6mb", "--out",
                  str(tmp_path / "busy")]) == 2
