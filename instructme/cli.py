@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(sub)
     # train / eval subcommand groups: each trainer and evaluator registers itself below.
-    train = sub.add_parser("train", help="train a model (vae, chord, classifier, editor)")
+    train = sub.add_parser("train", help="train a model (vae, chord, classifier, separator, "
+                                         "editor)")
     train_sub = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
     evaluate = sub.add_parser("eval", help="evaluate a model or a set of edits")
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
@@ -132,6 +133,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "instructme.commands.vae",
     "instructme.commands.chord",
     "instructme.commands.classifier",
+    "instructme.commands.separator",
     "instructme.commands.editor",
     "instructme.commands.evaluate",
     "instructme.commands.edit",

@@ -124,8 +124,22 @@ def run_classifier(root: Path) -> dict[str, Any]:
             "eval": {k: v for k, v in metrics.items() if isinstance(v, float)}}
 
 
+def run_separator(root: Path) -> dict[str, Any]:
+    from synth_songs import make_dataset
+
+    from instructme.training.separator import SeparatorTrainConfig, train_separator
+
+    data = make_dataset(root / "sep-data")
+    out = root / "separator"
+    tcfg = SeparatorTrainConfig.preset("tiny", ema_decay=0.9, log_every=1, eval_every=3)
+    metrics = train_separator(data, out, steps=6, train_config=tcfg, preset="tiny",
+                              log=lambda s: None)
+    return {"losses": losses(read_logs(out)), "weights": weights_checksum(out),
+            "eval": {k: v for k, v in metrics.items() if isinstance(v, float)}}
+
+
 RUNS = {"vae": run_vae, "vae_sines": run_vae_sines, "editor": run_editor, "chord": run_chord,
-        "classifier": run_classifier}
+        "classifier": run_classifier, "separator": run_separator}
 
 
 def run_all(root: Path) -> dict[str, Any]:

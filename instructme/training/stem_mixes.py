@@ -176,13 +176,16 @@ class Mix:
     stems: list[StemRef]
     active: list[bool]  # per stem in ``stems``
     slot_fraction: float  # chosen slots / all slots
+    #: Each stem's audio as mixed (gains applied), ``float32 [n]``, with ``keep_parts``.
+    parts: list[np.ndarray] | None = None
 
 
 def draw_mix(songs: list[SongRef], spec: MixSpec, rng: np.random.Generator,
-             augment: bool = True) -> Mix:
+             augment: bool = True, keep_parts: bool = False) -> Mix:
     """A random crop of a random song (weighted by duration) with a random stem subset.
 
-    ``augment=False`` gives the plain full mix (original stems, unit gains).
+    ``augment=False`` gives the plain full mix (original stems, unit gains); ``keep_parts``
+    also returns every stem as mixed (``Mix.parts``: they sum to ``Mix.audio``).
     """
     durations = np.array([max(s.duration, 1e-3) for s in songs])
     song = songs[int(rng.choice(len(songs), p=durations / durations.sum()))]
@@ -209,6 +212,7 @@ def draw_mix(songs: list[SongRef], spec: MixSpec, rng: np.random.Generator,
     a = int(round(start * sr))
     audio = np.zeros(n, dtype=np.float32)
     active = []
+    parts: list[np.ndarray] = []
     for s in stems:
         x = read_crop(s.path, a, n)
         if augment:
@@ -220,6 +224,11 @@ def draw_mix(songs: list[SongRef], spec: MixSpec, rng: np.random.Generator,
             frac = float((rms > 10 ** (-50 / 20)).mean()) if frames.size else 0.0
         active.append(frac >= spec.min_active_fraction)
         audio += x
+        if keep_parts:
+            parts.append(x)
     if augment:
-        audio *= np.float32(10.0 ** (rng.uniform(*spec.mix_gain_db) / 20.0))
-    return Mix(audio, song, start, stems, active, len(chosen) / max(len(slots), 1))
+        gain = np.float32(10.0 ** (rng.uniform(*spec.mix_gain_db) / 20.0))
+        audio *= gain
+        parts = [x * gain for x in parts]
+    return Mix(audio, song, start, stems, active, len(chosen) / max(len(slots), 1),
+               parts if keep_parts else None)

@@ -1,0 +1,181 @@
+"""An instruction-conditioned stem separator: one network for every instrument class.
+
+Band-split RNN (Luo & Yu, "Music Source Separation with Band-split RNN", 2022): the STFT is
+split into sub-bands (narrow at low frequencies), each band's compressed magnitudes are
+projected to a ``dim``-vector, and residual blocks alternate a bidirectional LSTM along time
+(per band) with one along the bands (per frame). The class to separate conditions every block
+by FiLM (feature-wise affine modulation from a learned class embedding, as the
+Conditioned-U-Net of Meseguer-Brocal & Peeters, 2019, conditions on the instrument), so one
+model answers "extract the bass" and "remove the drums" alike. A head per band predicts a
+ratio mask ``M`` in ``[0, 1]``:
+
+    x [B, N] --STFT--> X [B, F, T] --bands, FiLM(class), LSTMs--> M [B, F, T]
+    extracted = iSTFT(M * X),   removed = x - extracted      (they sum to x)
+
+Long inputs: the mask is computed in chunks of frames that overlap and are cross-faded
+(:meth:`Separator.mask`), so any length runs in bounded memory. The pipeline applies masks
+at the user's own rate and channels (docs/ARCHITECTURE.md, "Tasks").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from instructme.config import Config
+from instructme.models.attention import crossfade_window
+from instructme.vocab import INSTRUMENT_CLASSES
+
+
+def default_band_edges() -> tuple[float, ...]:
+    """Band edges in Hz up to 8 kHz: 100 Hz wide to 1 kHz, 250 Hz to 4 kHz, 500 Hz above."""
+    edges = [100.0 * i for i in range(11)]
+    edges += [1000.0 + 250.0 * i for i in range(1, 13)]
+    edges += [4000.0 + 500.0 * i for i in range(1, 9)]
+    return tuple(edges)
+
+
+@dataclasses.dataclass
+class SeparatorConfig(Config):
+    """Shapes of the band-split separator (see the module docstring)."""
+
+    sample_rate: int = 16_000
+    n_fft: int = 1024
+    hop_length: int = 256
+    band_edges_hz: tuple[float, ...] = dataclasses.field(default_factory=default_band_edges)
+    dim: int = 64
+    layers: int = 4
+    instruments: tuple[str, ...] = INSTRUMENT_CLASSES
+    #: Chunked inference: frames per chunk and overlap (cross-faded).
+    chunk_frames: int = 625
+    overlap_frames: int = 64
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": dict(n_fft=256, hop_length=64, dim=16, layers=1, chunk_frames=64,
+                     overlap_frames=16,
+                     band_edges_hz=(0.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)),
+        "small": dict(),
+        "large": dict(n_fft=2048, hop_length=512, dim=128, layers=8),
+    }
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+
+class FiLM(nn.Module):
+    """``h * (1 + gamma(e)) + beta(e)`` over the last axis (gamma, beta start at zero)."""
+
+    def __init__(self, embed: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(embed, 2 * dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """``h: [B, ..., D]``, ``e: [B, E]``."""
+        gamma, beta = self.proj(e).chunk(2, dim=-1)
+        shape = (e.shape[0],) + (1,) * (h.dim() - 2) + (h.shape[-1],)
+        return h * (1 + gamma.view(shape)) + beta.view(shape)
+
+
+class BandSequence(nn.Module):
+    """One residual BiLSTM along an axis of ``h: [B, K, T, D]`` (time or bands)."""
+
+    def __init__(self, dim: int, axis: str) -> None:
+        super().__init__()
+        self.axis = axis
+        self.norm = nn.LayerNorm(dim)
+        self.rnn = nn.LSTM(dim, dim, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * dim, dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b, k, t, d = h.shape
+        y = self.norm(h)
+        if self.axis == "time":
+            y = self.out(self.rnn(y.reshape(b * k, t, d))[0]).view(b, k, t, d)
+        else:
+            y = y.transpose(1, 2).reshape(b * t, k, d)
+            y = self.out(self.rnn(y)[0]).view(b, t, k, d).transpose(1, 2)
+        return h + y
+
+
+class Separator(nn.Module):
+    """Mask estimator; ``forward(x [B, N], classes [B]) -> extracted [B, N]``."""
+
+    config_class = SeparatorConfig
+
+    def __init__(self, config: SeparatorConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        hz_per_bin = c.sample_rate / c.n_fft
+        edges = sorted({min(c.n_bins, round(f / hz_per_bin)) for f in c.band_edges_hz} |
+                       {0, c.n_bins})
+        self.bands = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        self.embed = nn.Embedding(len(c.instruments), c.dim)
+        self.split = nn.ModuleList(nn.Sequential(nn.LayerNorm(b - a), nn.Linear(b - a, c.dim))
+                                   for a, b in self.bands)
+        self.films = nn.ModuleList(FiLM(c.dim, c.dim) for _ in range(c.layers))
+        self.blocks = nn.ModuleList(nn.Sequential(BandSequence(c.dim, "time"),
+                                                  BandSequence(c.dim, "band"))
+                                    for _ in range(c.layers))
+        self.heads = nn.ModuleList(nn.Sequential(nn.LayerNorm(c.dim), nn.Linear(c.dim, 2 * c.dim),
+                                                 nn.Tanh(), nn.Linear(2 * c.dim, b - a))
+                                   for a, b in self.bands)
+        self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
+
+    def class_index(self, instrument: str) -> int:
+        if instrument not in self.config.instruments:
+            raise KeyError(instrument)
+        return self.config.instruments.index(instrument)
+
+    def stft(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: [B, N]`` -> complex ``[B, F, T]``."""
+        c = self.config
+        return torch.stft(x, c.n_fft, c.hop_length, window=self.window, return_complex=True)
+
+    def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        c = self.config
+        return torch.istft(spec, c.n_fft, c.hop_length, window=self.window, length=length)
+
+    def _mask(self, mag: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Compressed magnitudes ``[B, F, T]`` -> mask ``[B, F, T]`` in ``[0, 1]``."""
+        feats = mag.transpose(1, 2)  # [B, T, F]
+        h = torch.stack([proj(feats[..., a:b]) for proj, (a, b) in zip(self.split, self.bands)],
+                        dim=1)  # [B, K, T, D]
+        e = self.embed(classes)
+        for film, block in zip(self.films, self.blocks):
+            h = block(film(h, e))
+        mask = torch.cat([head(h[:, i]) for i, head in enumerate(self.heads)], dim=-1)
+        return torch.sigmoid(mask).transpose(1, 2)
+
+    def mask(self, spec: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Mask of ``spec: complex [B, F, T]`` for ``classes: long [B]``, computed over chunks
+        of ``chunk_frames`` frames cross-faded over ``overlap_frames``."""
+        c = self.config
+        mag = spec.abs()
+        scale = mag.pow(2).mean(dim=(1, 2), keepdim=True).clamp_min(1e-10).sqrt()
+        mag = (mag / scale).pow(0.5)
+        t = mag.shape[-1]
+        if t <= c.chunk_frames:
+            return self._mask(mag, classes)
+        hop = c.chunk_frames - c.overlap_frames
+        out = mag.new_zeros(mag.shape)
+        weight = mag.new_zeros(t)
+        for start in range(0, t - c.overlap_frames, hop):
+            end = min(t, start + c.chunk_frames)
+            w = crossfade_window(end - start, c.overlap_frames).to(mag)
+            out[..., start:end] += self._mask(mag[..., start:end], classes) * w
+            weight[start:end] += w
+        return out / weight.clamp_min(1e-6)
+
+    def forward(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """``x: [B, N]`` (model rate, mono), ``classes: long [B]`` -> extracted ``[B, N]``
+        (inputs shorter than one STFT window are zero-padded to it)."""
+        n = x.shape[-1]
+        padded = nn.functional.pad(x, (0, max(0, self.config.n_fft - n)))
+        spec = self.stft(padded)
+        return self.istft(self.mask(spec, classes) * spec, padded.shape[-1])[..., :n]
