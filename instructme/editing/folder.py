@@ -62,7 +62,7 @@ def check_components(vae: Any, chord: Any | None, editor: Any, text_config: Any)
 def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, editor: Any,
                           text_config: Any,
                           defaults: EditSettings | dict[str, Any] | None = None,
-                          editor_dtype: Any = None) -> Path:
+                          editor_dtype: Any = None, separator: Any | None = None) -> Path:
     """Write a pipeline folder from models (checked to fit together) without loading the
     text encoder; ``pipeline.json`` is written last, so a folder without it is incomplete.
     ``defaults``: the folder's edit settings (unset ones: :data:`DEFAULTS`).
@@ -84,12 +84,14 @@ def write_pipeline_folder(directory: str | Path, vae: Any, chord: Any | None, ed
     if chord is not None:
         save_model(chord, root / "chord")
     save_model(editor, root / "editor", dtype=editor_dtype)
+    if separator is not None:
+        save_model(separator, root / "separator")
     text = text_config.to_dict()
     text.pop("cache_size", None)
     atomic_write_json(root / PIPELINE_JSON, {
         "format": FORMAT, "version": FORMAT_VERSION, "sample_rate": int(vae.config.sample_rate),
         "text_encoder": text, "defaults": settings.folder_defaults(),
-        "chord": chord is not None})
+        "chord": chord is not None, "separator": separator is not None})
     return root
 
 

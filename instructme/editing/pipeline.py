@@ -60,9 +60,10 @@ from instructme.editing.folder import (
 )
 from instructme.editing.guidance import EditorDenoiser, split_passes
 from instructme.editing.preserve import PRESERVING_TASKS, compose, guide
+from instructme.editing.separation import SEPARATED_TASKS, separate, split_stems
 from instructme.editing.settings import EditSettings
 from instructme.editing.user_audio import UserAudio
-from instructme.errors import CheckpointError, InstructionError
+from instructme.errors import CheckpointError, InstructionError, InstructMEError
 
 __all__ = ["EditPipeline", "EditResult", "EditSettings", "Round", "build_tiny_pipeline",
            "check_output_path", "chain_result", "edit", "load_pipeline", "plan_rounds"]
@@ -145,10 +146,33 @@ def _f16(x: torch.Tensor) -> torch.Tensor:
     return x.half().float()
 
 
-def _device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a :class:`torch.device` (None: CUDA if available, else CPU), checked: an
+    unknown name or an accelerator this machine lacks is a one-line
+    :class:`~instructme.errors.InstructMEError`."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(str(device).strip())
+    except (RuntimeError, ValueError):
+        raise InstructMEError(f"unknown device {str(device)!r} (use cpu, cuda or cuda:N)"
+                              ) from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InstructMEError(f"device {device}: CUDA is not available on this machine "
+                                  "(use --device cpu)")
+        count = torch.cuda.device_count()
+        if dev.index is not None and not 0 <= dev.index < count:
+            raise InstructMEError(f"device {device}: this machine has {count} CUDA device(s) "
+                                  f"(cuda:0..cuda:{count - 1})")
+        return dev
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InstructMEError(f"device {device}: MPS is not available on this machine")
+        return dev
+    raise InstructMEError(f"device {device}: not supported (use cpu, cuda or cuda:N)")
 
 
 @dataclass
@@ -171,7 +195,8 @@ class EditPipeline:
 
     def __init__(self, vae: Any, chord: Any | None, editor: Any, text_config: Any,
                  defaults: EditSettings | dict[str, Any] | None = None,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None,
+                 separator: Any | None = None) -> None:
         from instructme.diffusion import Diffusion
         from instructme.editing.folder import DEFAULTS
         from instructme.models.text import TextEncoderConfig, build_text_encoder
@@ -179,10 +204,12 @@ class EditPipeline:
         if isinstance(text_config, dict):
             text_config = TextEncoderConfig.from_dict(text_config)
         check_components(vae, chord, editor, text_config)
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.vae = vae.to(self.device).eval()
         self.chord = chord.to(self.device).eval() if chord is not None else None
         self.editor = editor.to(self.device).eval()
+        #: The stem separator that answers remove / extract (None: the generated path).
+        self.separator = separator.to(self.device).eval() if separator is not None else None
         self.text_config = text_config
         self.text_encoder = build_text_encoder(text_config).to(self.device)
         if self.text_encoder.dim != editor.config.text_dim:
@@ -214,6 +241,7 @@ class EditPipeline:
         from instructme.models.unet import EditorUNet
         from instructme.models.vae import AudioVAE
 
+        resolve_device(device)  # a bad device fails before the models are read
         root = Path(directory)
         meta = read_pipeline_json(root)
         defaults = folder_defaults(meta, root)
@@ -228,16 +256,25 @@ class EditPipeline:
         if int(meta["sample_rate"]) != int(vae.config.sample_rate):
             raise CheckpointError(f"{root}: {PIPELINE_JSON} says {meta['sample_rate']} Hz, the "
                                   f"VAE is {vae.config.sample_rate} Hz")
-        return cls(vae, chord, editor, meta["text_encoder"], defaults, device)
+        separator = None
+        if (root / "separator").exists():
+            from instructme.models.separator import Separator
+
+            separator = load_model(Separator, root / "separator")
+            if int(separator.config.sample_rate) != int(vae.config.sample_rate):
+                raise CheckpointError(f"{root}: the separator is {separator.config.sample_rate}"
+                                      f" Hz, the VAE {vae.config.sample_rate} Hz")
+        return cls(vae, chord, editor, meta["text_encoder"], defaults, device, separator)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``vae/``, ``chord/``, ``editor/`` and (last) ``pipeline.json``."""
         return write_pipeline_folder(directory, self.vae, self.chord, self.editor,
-                                     self.text_config, self.defaults)
+                                     self.text_config, self.defaults,
+                                     separator=self.separator)
 
     def to(self, device: str | torch.device) -> EditPipeline:
-        self.device = torch.device(device)
-        for m in (self.vae, self.chord, self.editor, self.text_encoder):
+        self.device = resolve_device(device)
+        for m in (self.vae, self.chord, self.editor, self.text_encoder, self.separator):
             if m is not None:
                 m.to(self.device)
         return self
@@ -288,6 +325,16 @@ class EditPipeline:
                 results.append(result)
         return results
 
+    def split(self, audio: np.ndarray, sample_rate: int,
+              instruments: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Class -> stem (the input's rate and layout) for every class that sounds, plus
+        ``"other"``; they sum to the input (:func:`~instructme.editing.separation.
+        split_stems`). Needs a separator."""
+        source = UserAudio.from_user(audio, sample_rate, self.sample_rate)
+        with self._lock, torch.inference_mode():
+            stems = split_stems(source, self.separator, instruments)
+        return {k: source.to_layout(v, safe=False) for k, v in stems.items()}
+
     def resolve_settings(self, settings: EditSettings | None = None,
                          **overrides: Any) -> EditSettings:
         """``settings`` with ``overrides`` on top and the pipeline's :attr:`defaults` under,
@@ -296,8 +343,16 @@ class EditPipeline:
 
     def _edit_round(self, source: UserAudio, rd: Round, cfg: EditSettings, seed: int,
                     progress: Progress) -> tuple[EditResult, UserAudio]:
-        """Stages 3-7 of one round -> ``(result, the next round's source)``."""
+        """Stages 3-7 of one round -> ``(result, the next round's source)``; remove and
+        extract with a separator: one forward pass of it (:mod:`~instructme.editing.
+        separation`)."""
         t0 = time.perf_counter()
+        if self.separator is not None and rd.task in SEPARATED_TASKS:
+            out, part = separate(source, self.separator, rd.args["instrument"], rd.task)
+            dt = time.perf_counter() - t0
+            return EditResult(source.to_layout(out, safe=False), source.sample_rate, rd.text,
+                              rd.task, dict(rd.args), dt, {"separate": dt},
+                              source.to_layout(part, safe=False)), source.next_round(out, None)
         keep = bool(cfg.preserve) and rd.task in PRESERVING_TASKS
         timings: dict[str, float] = {}
         src = torch.from_numpy(source.model)[None].to(self.device)  # [1, N']

@@ -1,0 +1,84 @@
+"""Remove, extract and split with the stem separator (:mod:`instructme.models.separator`).
+
+Remove and extract are separation problems: the pipeline answers them with one forward pass
+of the separator instead of generating a mix. The separator's ratio mask ``M [F, T]`` is
+computed on the model side of the user's audio (mono, model rate) and applied, like the
+generated guide of :mod:`instructme.editing.preserve`, to the user's own audio at its own
+rate, on every channel (:func:`~instructme.editing.preserve.apply_keep`), so what is kept
+keeps its waveform, bandwidth and stereo image::
+
+    extracted = M * audio  (per channel, at the user's rate)
+    extract X -> extracted;   remove X -> audio - extracted      (they sum to the input)
+
+:func:`split_stems` does this for every class the separator knows and returns the classes
+that sound plus ``other`` (the rest): the stems sum back to the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from instructme.editing.preserve import Guide, apply_keep
+from instructme.editing.user_audio import UserAudio
+from instructme.errors import CheckpointError, InstructionError
+
+#: Tasks the separator answers.
+SEPARATED_TASKS = ("remove", "extract")
+#: A split keeps a class whose extracted energy is within this many dB of the mix's.
+PRESENT_DB = -35.0
+
+
+def class_mask(separator: torch.nn.Module, model_audio: np.ndarray, instrument: str) -> Guide:
+    """The separator's mask of ``instrument`` for ``model_audio: [N']`` as a :class:`Guide`
+    (``keep = M [F, T]`` on the separator's STFT grid)."""
+    cfg = separator.config
+    try:
+        index = separator.class_index(instrument)
+    except KeyError:
+        raise InstructionError(f"the separator does not know {instrument!r} (it knows: "
+                               f"{', '.join(cfg.instruments)})") from None
+    device = next(separator.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(model_audio, dtype=np.float32))[None].to(device)
+    x = torch.nn.functional.pad(x, (0, max(0, cfg.n_fft - x.shape[-1])))
+    spec = separator.stft(x)
+    mask = separator.mask(spec, torch.tensor([index], device=device))[0]  # [F, T]
+    return Guide(mask.float().cpu().numpy(), np.zeros(0, np.float32), cfg.sample_rate,
+                 cfg.n_fft)
+
+
+def separate(source: UserAudio, separator: torch.nn.Module, instrument: str, task: str
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``(output, part)`` of remove / extract ``instrument``, both ``[C, N]`` float32 at the
+    user's rate and level (``part``: what was removed or extracted)."""
+    if task not in SEPARATED_TASKS:
+        raise ValueError(f"the separator answers {SEPARATED_TASKS}, not {task!r}")
+    extracted = apply_keep(source.audio, source.sample_rate,
+                           class_mask(separator, source.model, instrument))
+    if task == "extract":
+        return extracted, extracted
+    return (source.audio - extracted).astype(np.float32), extracted
+
+
+def split_stems(source: UserAudio, separator: torch.nn.Module | None,
+                instruments: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Class -> ``[C, N]`` stem for every class (of ``instruments``, default all the
+    separator knows) that sounds, plus ``"other"``: the input minus them (so the stems sum to
+    the input)."""
+    if separator is None:
+        raise CheckpointError("this pipeline has no separator/ (splitting into stems needs "
+                              "one)")
+    names = tuple(instruments) if instruments else tuple(separator.config.instruments)
+    mix_power = float(np.mean(np.square(source.audio, dtype=np.float64))) + 1e-12
+    stems: dict[str, np.ndarray] = {}
+    for name in names:
+        _, part = separate(source, separator, name, "extract")
+        power = float(np.mean(np.square(part, dtype=np.float64)))
+        if 10 * np.log10(power / mix_power + 1e-12) > PRESENT_DB:
+            stems[name] = part
+    rest = source.audio.astype(np.float64) - sum((s.astype(np.float64) for s in stems.values()),
+                                                 np.zeros_like(source.audio, np.float64))
+    stems["other"] = rest.astype(np.float32)
+    return stems
