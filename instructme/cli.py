@@ -134,6 +134,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "instructme.commands.chord",
     "instructme.commands.classifier",
     "instructme.commands.separator",
+    "instructme.commands.split",
     "instructme.commands.editor",
     "instructme.commands.evaluate",
     "instructme.commands.edit",

@@ -74,3 +74,32 @@ def test_a_separator_at_another_rate_is_refused(tmp_path) -> None:
     save_model(_separator(sample_rate=22_050), root / "separator")
     with pytest.raises(CheckpointError, match="Hz"):
         EditPipeline.from_pretrained(root)
+
+
+def test_cli_split_writes_stems_that_sum_to_the_input(pipe: EditPipeline, tmp_path,
+                                                      capsys) -> None:
+    import soundfile as sf
+
+    from instructme.cli import main
+
+    root = build_tiny_pipeline(tmp_path / "p")
+    save_model(_separator(), root / "separator")
+    src = tmp_path / "in.wav"
+    x = _stereo(sr=32_000)
+    sf.write(src, x.T, 32_000, subtype="FLOAT")
+    out = tmp_path / "stems"
+    assert main(["split", str(src), "--out", str(out), "--model", str(root),
+                 "--instruments", "bass,keys"]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert "other.wav" in files and set(files) <= {"bass.wav", "piano.wav", "other.wav"}
+    total = sum(sf.read(out / f, dtype="float32")[0] for f in files)
+    np.testing.assert_allclose(total.T, x, atol=1e-5)
+    assert sf.info(str(out / "other.wav")).samplerate == 32_000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".stems")]
+    capsys.readouterr()
+    assert main(["split", str(src), "--out", str(out), "--model", str(root)]) == 2  # not empty
+    assert main(["split", str(src), "--out", str(tmp_path / "o2"), "--model", str(root),
+                 "--instruments", "kazoo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("error:") for e in err)
+    assert not (tmp_path / "o2").exists()
