@@ -13,19 +13,85 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+#: Marker in the names of :func:`atomic_path`'s temporary files:
+#: ``.<name>.instructme-tmp-<pid>-<random><suffix>``.
+TMP_MARK = "instructme-tmp"
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{TMP_MARK}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (a permission error means it does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left next to ``path`` when its process
+    was killed (SIGKILL, power loss) mid-write: those of this naming whose writer process is
+    gone. A live writer's file is left alone. Returns the removed paths."""
+    path = Path(path)
+    prefix = _tmp_prefix(path)
+    removed = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for p in candidates:
+        pid_text = p.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)) or not p.is_file():
+            continue
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def writable_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be written by :func:`atomic_path` (a folder; a file where a folder
+    is needed; a folder that refuses new files), or None. Probes by creating and removing a
+    temporary file in the nearest existing folder, so it holds for root and read-only mounts
+    alike; writes nothing that stays."""
+    p = Path(path)
+    if p.is_dir():
+        return "is a folder"
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        return f"cannot create files in {parent} ({e.strerror or e})"
+    return None
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
 
     ``suffix`` defaults to the target's suffix so that libraries that infer the format from
-    the file name (soundfile, matplotlib) keep working.
+    the file name (soundfile, matplotlib) keep working. The temporary file is named
+    ``.<name>.instructme-tmp-<pid>-<random><suffix>``; one left by a killed process is removed
+    by the next write to ``path`` (:func:`remove_stale_temps`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix,
-        dir=path.parent,
+        prefix=f"{_tmp_prefix(path)}{os.getpid()}-",
+        suffix=suffix if suffix is not None else path.suffix, dir=path.parent,
     )
     os.close(fd)
     tmp_path = Path(tmp)
