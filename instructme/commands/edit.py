@@ -24,15 +24,17 @@ def intermediate_path(out: Path, k: int) -> Path:
 
 
 def _check_request(args: argparse.Namespace, out: Path, texts: list[str]) -> list[Any]:
-    """Check the instructions and every output path before anything is loaded (one-line
-    errors); returns the planned rounds."""
+    """Check the instructions and every output path (format, not the input, writable) before
+    anything is loaded (one-line errors); returns the planned rounds."""
     from instructme.editing.pipeline import check_output_path, plan_rounds
 
     check_output_path(args.input, out)
     rounds = plan_rounds(texts)  # unknown instructions fail before anything is loaded
+    destinations = [out]
     if args.keep_intermediate:
         for k in range(1, len(rounds)):
             check_output_path(args.input, intermediate_path(out, k))
+            destinations.append(intermediate_path(out, k))
     if args.part is not None:
         if rounds[-1].task == "remix":
             raise InstructMEError("--part: a remix has no separate part (add, remove, extract "
@@ -40,17 +42,30 @@ def _check_request(args: argparse.Namespace, out: Path, texts: list[str]) -> lis
         check_output_path(args.input, args.part)
         if Path(args.part).resolve() == out.resolve():
             raise InstructMEError(f"{args.part}: --part must differ from the output file")
+        destinations.append(Path(args.part))
     if args.spectrogram is not None:
         png = Path(args.spectrogram)
         if png.suffix.lower() != ".png" or png.is_dir():
             raise InstructMEError(f"{png}: --spectrogram must be a .png file name")
         if png.resolve() in (Path(args.input).resolve(), out.resolve()):
             raise InstructMEError(f"{png}: --spectrogram would overwrite an audio file")
+        destinations.append(png)
+    _check_writable(destinations)
     return rounds
 
 
+def _check_writable(paths: list[Path]) -> None:
+    """Every destination can be written (before minutes of editing are spent on it)."""
+    from instructme.fileio import writable_problem
+
+    for path in paths:
+        problem = writable_problem(path)
+        if problem is not None:
+            raise InstructMEError(f"{path}: cannot write the output here ({problem})")
+
+
 def _cmd_edit(args: argparse.Namespace) -> int:
-    from instructme.audio import load, save
+    from instructme.audio import load, save_all
     from instructme.editing.pipeline import load_pipeline
     from instructme.editing.user_audio import check
 
@@ -103,12 +118,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
                if args.keep_intermediate] + [(out, results[-1].audio)]
     if args.part is not None and results[-1].part is not None:
         outputs.append((Path(args.part), results[-1].part))
-    written = []
-    for path, audio in outputs:
-        try:
-            written.append(save(path, audio, sr))
-        except OSError as e:  # disk full, permissions, ...: the old file is left as it was
-            raise InstructMEError(f"{path}: could not write ({e.strerror or e})") from None
+    save_all(outputs, sr)  # all or none; a failure leaves every old file as it was
     if args.spectrogram is not None:
         _write_spectrogram(Path(args.spectrogram), x, sr, results, Path(args.input).name)
     if not args.quiet:
