@@ -55,9 +55,14 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{directory}: no {CONFIG_NAME} (not a model folder)")
     try:
-        return json.loads(path.read_text())
+        cfg = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable ({e})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: not a model config (a JSON object)")
+    return cfg
 
 
 def load_model(cls: type[M], directory: str | Path, map_location: str = "cpu") -> M:
@@ -69,7 +74,11 @@ def load_model(cls: type[M], directory: str | Path, map_location: str = "cpu") -
     if found is not None and found != cls.__name__:
         raise CheckpointError(f"{directory}: holds a {found}, expected a {cls.__name__}")
     config_cls = cls.config_class  # type: ignore[attr-defined]
-    model = cls(config_cls.from_dict(cfg))
+    try:
+        config = config_cls.from_dict(cfg)
+    except CheckpointError as e:  # a field of the wrong type, an unknown field, ...
+        raise CheckpointError(f"{directory / CONFIG_NAME}: {e}") from None
+    model = cls(config)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{directory}: no {WEIGHTS_NAME}")

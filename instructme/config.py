@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -45,19 +48,31 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Build from a JSON dict; every value is checked against its field's annotation
+        (one-line :class:`CheckpointError` naming the field)."""
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{cls.__name__}: config must be a JSON object, got "
+                                  f"{type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise CheckpointError(f"{cls.__name__}: unknown config fields {unknown}")
+        hints = typing.get_type_hints(cls)
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in d:
                 v = d[f.name]
+                if not _fits(v, hints[f.name]):
+                    raise CheckpointError(f"{cls.__name__}: field {f.name!r} must be "
+                                          f"{_type_name(hints[f.name])}, got {v!r}")
                 # JSON turns tuples into lists; give tuple-typed fields their tuples back.
                 if isinstance(v, list) and "tuple" in str(f.type):
                     v = tuple(v)
                 kwargs[f.name] = v
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ValueError as e:  # a config's own checks (__post_init__)
+            raise CheckpointError(f"{cls.__name__}: {e}") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -72,6 +87,50 @@ class Config:
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{path}: not valid JSON ({e.msg})") from None
         return cls.from_dict(d)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a config annotation (bool, int, float, str, ``X | None``,
+    ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]``, ``dict``; other annotations: any)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value))
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(_fits, value, args))
+        return not args or all(_fits(v, args[0]) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    """``int``, ``float or null``, ``a list of float``, ... for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if hint is type(None):
+        return "null"
+    if origin in (tuple, list):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    return getattr(hint, "__name__", str(hint))
 
 
 @dataclasses.dataclass
