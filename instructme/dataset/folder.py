@@ -15,6 +15,8 @@ the analysis models' mixes all go through it). :class:`TripletDataset` yields, p
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,22 +90,70 @@ def safe_name(text: str) -> str:
 
 
 def song_dir(root: str | Path, song_id: str) -> Path:
-    """``root/songs/<song_id>``: a song's stems, ``song.json`` and ``activity.npz``."""
-    return Path(root) / "songs" / song_id
+    """``root/songs/<song_id>``: a song's stems, ``song.json`` and ``activity.npz``. A song id
+    must be one plain folder name (no ``/``, not ``..``): else a ManifestError."""
+    sid = str(song_id)
+    if not sid or sid in (".", "..") or "/" in sid or "\\" in sid or "\0" in sid:
+        raise ManifestError(f"{root}: bad song id {sid!r} (must be a plain folder name)")
+    return Path(root) / "songs" / sid
+
+
+def check_relative(rel: str, where: str | Path) -> str:
+    """``rel`` if it is a path inside a dataset folder: relative, and not climbing out with
+    ``..`` (checked on the text, so stems the user symlinked into the folder still work).
+    ``where`` names the file that holds it in the ManifestError."""
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        raise ManifestError(f"{where}: stem path {rel!r} is not a file name")
+    norm = os.path.normpath(rel)
+    if os.path.isabs(rel) or norm == "." or norm == ".." or norm.startswith(".." + os.sep):
+        raise ManifestError(f"{where}: stem path {rel!r} is outside the dataset folder "
+                            "(paths are relative to it, without '..')")
+    return rel
+
+
+def stem_path(root: str | Path, rel: str, where: str | Path | None = None) -> Path:
+    """``root / rel`` for a stem path of a ``song.json`` or manifest, refused (ManifestError)
+    when it points outside the dataset folder (:func:`check_relative`). Every reader of
+    stem paths joins them through here."""
+    return Path(root) / check_relative(rel, where if where is not None else root)
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A dataset file's UTF-8 text; unreadable or not UTF-8: a one-line ManifestError."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: {what} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ManifestError(f"{path}: unreadable {what} ({e.strerror or e})") from None
+
+
+def read_splits_file(root: str | Path) -> dict[str, str] | None:
+    """``song_id -> split`` of ``manifests/splits.json`` (None if absent), checked."""
+    path = Path(root) / "manifests" / "splits.json"
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(read_text(path, "splits file"))
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path}: not valid JSON ({e.msg})") from None
+    if not isinstance(d, dict) or not all(isinstance(v, str) for v in d.values()):
+        raise ManifestError(f"{path}: not a splits file (song id -> split name)")
+    return {str(k): v for k, v in d.items()}
 
 
 def read_song(root: str | Path, song_id: str) -> SongInfo:
     """Parse ``songs/<song_id>/song.json``; a missing or malformed file is a ManifestError."""
     path = song_dir(root, song_id) / "song.json"
+    if not path.is_file():
+        raise ManifestError(f"{path}: song metadata not found")
     try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: song metadata not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        d = json.loads(read_text(path, "song.json"))
+    except json.JSONDecodeError as e:
         raise ManifestError(f"{path}: unreadable ({e})") from None
     try:
-        stems = {str(name): StemInfo(str(name), str(s["path"]), s.get("instrument"),
-                                     s.get("variant_of"))
+        stems = {str(name): StemInfo(str(name), check_relative(s["path"], path),
+                                     s.get("instrument"), s.get("variant_of"))
                  for name, s in d.get("stems", {}).items()}
         chords = [ChordSegment(float(c["start"]), float(c["end"]), str(c["label"]))
                   for c in d.get("chords", [])]
@@ -133,9 +183,12 @@ def read_build_info(root: str | Path) -> dict[str, Any]:
             f"{root}: not a dataset folder (no build.json; run 'instructme data build')"
         )
     try:
-        return json.loads(path.read_text())
+        info = json.loads(read_text(path, "build.json"))
     except json.JSONDecodeError as e:
         raise ManifestError(f"{path}: not valid JSON ({e.msg})") from None
+    if not isinstance(info, dict):
+        raise ManifestError(f"{path}: not a build description (a JSON object)")
+    return info
 
 
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:
@@ -144,19 +197,45 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            missing = [k for k in _REQUIRED if k not in rec]
-            if missing:
-                raise ManifestError(f"{path}:{lineno}: record lacks {', '.join(missing)}")
-            records.append(rec)
+    for lineno, line in enumerate(read_text(path, "manifest").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise ManifestError(f"{path}:{lineno}: not a triplet record (a JSON object)")
+        missing = [k for k in _REQUIRED if k not in rec]
+        if missing:
+            raise ManifestError(f"{path}:{lineno}: record lacks {', '.join(missing)}")
+        _check_record(rec, f"{path}:{lineno}")
+        records.append(rec)
     return records
+
+
+def _check_record(rec: dict[str, Any], where: str) -> None:
+    """A triplet record's values: a window of numbers, lists of stem paths inside the folder."""
+    for key in ("start", "duration"):
+        v = rec[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ManifestError(f"{where}: {key!r} must be a number of seconds, got {v!r}")
+    if rec["start"] < 0 or rec["duration"] <= 0:
+        raise ManifestError(f"{where}: the window must have start >= 0 and duration > 0 "
+                            f"(got {rec['start']!r}, {rec['duration']!r})")
+    for key in ("id", "task", "instruction", "song"):
+        if not isinstance(rec[key], str):
+            raise ManifestError(f"{where}: {key!r} must be a string, got {rec[key]!r}")
+    rounds = rec.get("rounds") or []
+    if not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
+        raise ManifestError(f"{where}: 'rounds' must be a list of round records")
+    lists = [(key, rec.get(key, [])) for key in ("source", "target", "edited")]
+    lists += [("rounds[].target", r.get("target", [])) for r in rounds]
+    for key, paths in lists:
+        if not isinstance(paths, list):
+            raise ManifestError(f"{where}: {key!r} must be a list of stem paths")
+        for rel in paths:
+            check_relative(rel, where)
 
 
 def load_window(root: str | Path, paths: Sequence[str], start: float, duration: float,
@@ -169,7 +248,7 @@ def load_window(root: str | Path, paths: Sequence[str], start: float, duration: 
     out = np.zeros(n, dtype=np.float32)
     a = int(round(start * sample_rate))
     for rel in paths:
-        path = Path(root) / rel
+        path = stem_path(root, rel)
         try:
             with sf.SoundFile(str(path)) as f:
                 if f.samplerate != sample_rate:

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from instructme.dataset.folder import SPLITS, read_build_info, read_manifest, read_song
+from instructme.dataset.folder import (
+    SPLITS,
+    read_build_info,
+    read_manifest,
+    read_song,
+    read_splits_file,
+)
 
 
 def dataset_stats(root: str | Path) -> dict[str, Any]:
     """Counts and hours of a built dataset folder (songs, stems, triplets)."""
     root = Path(root)
     info = read_build_info(root)
-    split_of: dict[str, str] = {}
-    splits_path = root / "manifests" / "splits.json"
-    if splits_path.is_file():
-        split_of = json.loads(splits_path.read_text())
+    split_of = read_splits_file(root) or {}
     songs = sorted(p.parent.name for p in (root / "songs").glob("*/song.json"))
     song_hours: Counter[str] = Counter()
     style_hours: Counter[str] = Counter()
@@ -31,7 +33,7 @@ def dataset_stats(root: str | Path) -> dict[str, Any]:
         h = song.duration / 3600.0
         song_hours[split_of.get(sid, "unsplit")] += h
         style_hours[song.style or "corpus"] += h
-        source_hours[song.meta["source"]] += h
+        source_hours[str(song.meta.get("source", "unknown"))] += h
         n_limited += "mix_limiter" in song.meta
         made = song.meta.get("stems", {})
         for s in song.stems.values():

@@ -20,7 +20,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from instructme.dataset.folder import SPLITS, read_activity, read_song, song_dir
+from instructme.dataset.folder import (
+    SPLITS,
+    read_activity,
+    read_song,
+    read_splits_file,
+    read_text,
+    song_dir,
+    stem_path,
+)
 from instructme.errors import ManifestError
 from instructme.music.score import ChordSegment
 
@@ -70,21 +78,30 @@ class SongRef:
 
 def read_splits(root: Path) -> dict[str, str]:
     """``song_id -> split`` from ``manifests/splits.json`` (or, failing that, the manifests)."""
-    path = root / "manifests" / "splits.json"
-    if path.is_file():
-        return {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    split_of = read_splits_file(root)
+    if split_of is not None:
+        return split_of
     out: dict[str, str] = {}
     for split in SPLITS:
         mpath = root / "manifests" / f"{split}.jsonl"
         if not mpath.is_file():
             continue
-        with open(mpath, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
+        for i, line in enumerate(read_text(mpath, "manifest").splitlines(), 1):
+            if line.strip():
+                try:
                     out.setdefault(str(json.loads(line)["song"]), split)
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise ManifestError(f"{mpath}:{i}: not a triplet record with a "
+                                        "'song'") from None
     if not out:
         raise ManifestError(f"{root}: no manifests (run 'instructme data build')")
     return out
+
+
+def has_split(root: str | Path, split: str) -> bool:
+    """Whether the dataset folder assigns any song to ``split`` (a tiny dataset may have no
+    val split: that is skipped, while a corrupt one still fails when it is read)."""
+    return split in read_splits(Path(root)).values()
 
 
 def load_songs(root: str | Path, splits: tuple[str, ...] = ("train",),
@@ -109,7 +126,7 @@ def load_songs(root: str | Path, splits: tuple[str, ...] = ("train",),
 def load_song(root: Path, song_id: str, split: str) -> SongRef:
     """One song (:func:`~instructme.dataset.folder.read_song`) with its activity masks."""
     song = read_song(root, song_id)
-    stems = [StemRef(name, root / s.path, str(s.instrument), s.variant_of)
+    stems = [StemRef(name, stem_path(root, s.path), str(s.instrument), s.variant_of)
              for name, s in sorted(song.stems.items())]
     if not stems:
         raise ManifestError(f"{song_dir(root, song_id)}: song has no stems")

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from instructme.dataset.audio_folder import AudioFile
-from instructme.dataset.folder import SPLITS, read_song, song_dir
+from instructme.dataset.folder import SPLITS, read_song, read_text, song_dir, stem_path
 from instructme.errors import ManifestError
 
 
@@ -41,7 +41,7 @@ def split_songs(data_dir: str | Path, split: str) -> list[str]:
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found (is {data_dir} a dataset folder?)")
     songs: set[str] = set()
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(read_text(path, "manifest").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -58,7 +58,7 @@ def load_song(data_dir: str | Path, song_id: str) -> SongStems:
     path = song_dir(root, song_id) / "song.json"
     mix, everything = [], []
     for name, info in sorted(read_song(root, song_id).stems.items()):
-        p = root / info.path
+        p = stem_path(root, info.path, path)
         if not p.is_file():
             raise ManifestError(f"{path}: stem {name!r} file {p} is missing")
         everything.append(p)
