@@ -34,6 +34,7 @@ from instructme.training.stem_mixes import (
     SongRef,
     chord_frame_targets,
     draw_mix,
+    has_split,
     load_songs,
     song_mix,
 )
@@ -183,10 +184,11 @@ def train_chord(data: str | Path, out: str | Path, preset: str = "small",
     train_songs = [s for s in load_songs(data, ("train",)) if s.chords]
     if not train_songs:
         raise ManifestError(f"{data}: no training song has chord labels")
-    try:
+    val_songs = []
+    if has_split(data, "val"):  # a corrupt val split is an error, not a skipped evaluation
         val_songs = [s for s in load_songs(data, ("val",)) if s.chords][: tcfg.eval_songs]
-    except ManifestError:  # a tiny dataset may have no val split
-        val_songs = []
+    else:
+        log(f"{data}: no val split, training without validation")
     if train_songs[0].sample_rate != mcfg.sample_rate:
         raise ValueError(f"dataset is {train_songs[0].sample_rate} Hz, model expects "
                          f"{mcfg.sample_rate} Hz")

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from instructme.config import Config
-from instructme.errors import CheckpointError, ManifestError
+from instructme.errors import CheckpointError
 from instructme.models.classifier import ClassifierConfig, InstrumentClassifier, default_styles
 from instructme.models.classifier_grow import grow_classifier
-from instructme.training.stem_mixes import MixSpec, SongRef, draw_mix, load_songs
+from instructme.training.stem_mixes import MixSpec, SongRef, draw_mix, has_split, load_songs
 from instructme.training.supervised import LoopConfig, SupervisedTask
 from instructme.training.trainer import Trainer, resumed_config
 
@@ -284,11 +284,12 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
     spec = MixSpec(crop_seconds=tcfg.crop_seconds, full_mix_prob=tcfg.full_mix_prob)
     dataset = ClassifierCrops(train_songs, mcfg, spec, tcfg.steps * tcfg.batch_size, seed,
                               tcfg.style_min_fraction)
-    try:
+    val = None
+    if has_split(data, "val"):  # a corrupt val split is an error, not a skipped evaluation
         val = heldout_set(data, mcfg, "val", tcfg.eval_items, tcfg.crop_seconds,
                           style_min_fraction=tcfg.style_min_fraction)
-    except ManifestError:  # a tiny dataset may have no val split
-        val = None
+    else:
+        log(f"{data}: no val split, training without validation")
     torch.manual_seed(seed)
     model = InstrumentClassifier(mcfg)
     if start is not None:

@@ -26,7 +26,7 @@ from torch import nn
 from instructme.checkpoint import load_model, save_model
 from instructme.config import Config
 from instructme.dataset.audio_folder import load_audio_folder
-from instructme.errors import CheckpointError, ManifestError
+from instructme.errors import CheckpointError
 from instructme.models.discriminator import Discriminator, DiscriminatorConfig, discriminator_loss
 from instructme.models.vae import AudioVAE, VAEConfig
 from instructme.models.vae_grow import grow_vae
@@ -123,10 +123,9 @@ class VAETask(TrainTask):
         sr = vae_cfg.sample_rate
         train_songs = load_split(data_dir, "train", sr)
         extra = load_audio_folder(cfg.extra_audio, "train", sr) if cfg.extra_audio else None
-        try:
+        val_songs = train_songs  # no validation manifest: show training songs instead
+        if (Path(data_dir) / "manifests" / "val.jsonl").is_file():  # a corrupt one: an error
             val_songs = load_split(data_dir, "val", sr) or train_songs
-        except ManifestError:  # no validation manifest: show training songs instead
-            val_songs = train_songs
         segment = int(round(cfg.segment_seconds * sr))
         self.sampler = CropSampler(train_songs, segment, cfg.p_mix, seed=cfg.seed, extra=extra,
                                    p_extra=cfg.p_extra)
