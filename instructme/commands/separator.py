@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from instructme.commands import add_training_arguments, check_training_arguments
 from instructme.errors import InstructMEError
 
-ROWS = (("extract", "extract_sisdr"), ("remove", "remove_sisdr"),
-        ("do nothing (extract)", "extract_nothing_sisdr"),
-        ("do nothing (remove)", "remove_nothing_sisdr"))
+ROWS = (("separator", ""), ("do nothing", "_nothing"), ("ideal ratio mask", "_irm"))
 
 
-def format_report(metrics: dict[str, float]) -> str:
+def format_report(metrics: dict[str, Any]) -> str:
     """The SI-SDR table of :func:`~instructme.training.separator.evaluate_separator`."""
-    return "\n".join(f"  {name:<22} SI-SDR {metrics[key]:6.2f} dB" for name, key in ROWS
-                     if key in metrics)
+    lines = [f"  {'SI-SDR (dB)':<18} {'extract':>8} {'remove':>8}"]
+    for name, suffix in ROWS:
+        if f"extract{suffix}_sisdr" in metrics:
+            lines.append(f"  {name:<18} {metrics[f'extract{suffix}_sisdr']:8.2f} "
+                         f"{metrics[f'remove{suffix}_sisdr']:8.2f}")
+    if "remove_better" in metrics:
+        lines.append(f"  removes closer to the target than doing nothing: "
+                     f"{100 * metrics['remove_better']:.0f} %")
+    for cls, d in metrics.get("per_class", {}).items():
+        lines.append(f"  {cls:<18} {d['extract']:8.2f} {d['remove']:8.2f}   ({d['count']})")
+    return "\n".join(lines)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -46,7 +54,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model = load_model(Separator, args.model)
     data = heldout_set(args.data, model.config, args.split, args.items, args.seconds,
                        seed=args.seed)
-    metrics = evaluate_separator(model, data)
+    metrics = evaluate_separator(model, data, per_class=True)
     print(f"separator on the {args.split} split of {args.data}: {args.items} mixes of "
           f"{args.seconds:g} s")
     print(format_report(metrics))

@@ -99,12 +99,6 @@ def si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return -_SISDR(est, ref)
 
 
-def _scores(est: torch.Tensor, ref: torch.Tensor) -> list[float]:
-    """SI-SDR of the rows whose reference sounds (a silent one has no SI-SDR)."""
-    keep = ref.pow(2).mean(-1) > 1e-8
-    return si_sdr(est[keep], ref[keep]).tolist() if keep.any() else []
-
-
 def separator_loss(model: nn.Module, batch: Any, sisdr_weight: float
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """Magnitude L1 at the model's STFT + ``sisdr_weight`` x negative clamped SI-SDR."""
@@ -122,23 +116,55 @@ def separator_loss(model: nn.Module, batch: Any, sisdr_weight: float
     return loss, {"l1": float(l1.detach()), "sisdr": float(sdr.detach())}
 
 
+def ideal_ratio_mask(model: Separator, mix: torch.Tensor, target: torch.Tensor
+                     ) -> torch.Tensor:
+    """The extract answer of the ideal ratio mask ``|T| / (|T| + |R|)`` from the true
+    stems (``R = mix - target``) at the model's STFT: the limit of any real mask. ``[B, N]``."""
+    spec, t, r = model.stft(mix), model.stft(target).abs(), model.stft(mix - target).abs()
+    return model.istft(t / (t + r).clamp_min(1e-8) * spec, mix.shape[-1])
+
+
 @torch.no_grad()
 def evaluate_separator(model: Separator, dataset: torch.utils.data.Dataset,
-                       batch_size: int = 8) -> dict[str, float]:
-    """Mean SI-SDR (dB) of extract and remove on ``dataset`` (sounding targets only), and
-    of doing nothing (the mix as the extract / remove answer)."""
+                       batch_size: int = 8, per_class: bool = False) -> dict[str, Any]:
+    """Mean SI-SDR (dB) of extract and remove on ``dataset`` (sounding targets only), beside
+    doing nothing (the mix as the answer) and the ideal ratio mask; with ``per_class`` also
+    ``per_class: {class: {extract, remove, count}}``. A remove counts as closer to its
+    target than doing nothing in ``remove_better``: the share of examples."""
     model.eval()
-    rows: dict[str, list[float]] = {k: [] for k in ("extract", "remove", "extract_nothing",
-                                                    "remove_nothing")}
+    names = ("extract", "remove", "extract_nothing", "remove_nothing", "extract_irm",
+             "remove_irm")
+    rows: dict[str, list[float]] = {k: [] for k in names}
+    by_class: dict[str, dict[str, list[float]]] = {}
+    better: list[bool] = []
     for start in range(0, len(dataset), batch_size):  # type: ignore[arg-type]
         items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
         mix, target, classes = (torch.stack(x) for x in zip(*items))
-        est = model(mix, classes)
-        rows["extract"] += _scores(est, target)
-        rows["remove"] += _scores(mix - est, mix - target)
-        rows["extract_nothing"] += _scores(mix, target)
-        rows["remove_nothing"] += _scores(mix, mix - target)
-    return {f"{k}_sisdr": float(np.mean(v)) if v else float("nan") for k, v in rows.items()}
+        keep = (target.pow(2).mean(-1) > 1e-8) & ((mix - target).pow(2).mean(-1) > 1e-8)
+        if not keep.any():
+            continue
+        mix, target, classes = mix[keep], target[keep], classes[keep]
+        est, irm = model(mix, classes), ideal_ratio_mask(model, mix, target)
+        scores = {"extract": si_sdr(est, target), "remove": si_sdr(mix - est, mix - target),
+                  "extract_nothing": si_sdr(mix, target),
+                  "remove_nothing": si_sdr(mix, mix - target),
+                  "extract_irm": si_sdr(irm, target), "remove_irm": si_sdr(mix - irm,
+                                                                            mix - target)}
+        for k, v in scores.items():
+            rows[k] += v.tolist()
+        better += (scores["remove"] > scores["remove_nothing"]).tolist()
+        for i, c in enumerate(classes.tolist()):
+            d = by_class.setdefault(model.config.instruments[c], {"extract": [], "remove": []})
+            d["extract"].append(float(scores["extract"][i]))
+            d["remove"].append(float(scores["remove"][i]))
+    out: dict[str, Any] = {f"{k}_sisdr": float(np.mean(v)) if v else float("nan")
+                           for k, v in rows.items()}
+    out["remove_better"] = float(np.mean(better)) if better else float("nan")
+    if per_class:
+        out["per_class"] = {c: {"extract": float(np.mean(d["extract"])),
+                                "remove": float(np.mean(d["remove"])),
+                                "count": len(d["extract"])} for c, d in sorted(by_class.items())}
+    return out
 
 
 def heldout_set(data: str | Path, model_cfg: SeparatorConfig, split: str, items: int,
