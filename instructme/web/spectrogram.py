@@ -14,10 +14,15 @@ from typing import Any
 import numpy as np
 from scipy.signal import spectrogram
 
+from instructme.audio import resample
+
 #: Colour scale of every picture, in dB relative to full scale.
 DB_RANGE = (-100.0, -5.0)
 #: Lowest frequency drawn (the axis is logarithmic).
 MIN_HZ = 30.0
+#: Audio above this rate is resampled to it before drawing (the axis then ends at 24 kHz):
+#: the STFT of a minute at 384 kHz would take over a GB.
+MAX_DRAW_RATE = 48_000
 
 
 def power_db(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,7 +57,11 @@ def log_frequency_image(f: np.ndarray, db: np.ndarray, rows: int = 256, max_cols
 
 
 def _draw(ax: Any, x: np.ndarray, sample_rate: int) -> None:
-    """Draw the log-frequency spectrogram of ``x: [N]`` into matplotlib axes ``ax``."""
+    """Draw the log-frequency spectrogram of ``x: [N]`` into matplotlib axes ``ax`` (at most
+    :data:`MAX_DRAW_RATE`)."""
+    if sample_rate > MAX_DRAW_RATE:
+        x, sample_rate = resample(np.asarray(x, dtype=np.float32), sample_rate,
+                                  MAX_DRAW_RATE), MAX_DRAW_RATE
     f, _, db = power_db(x, sample_rate)
     edges, image = log_frequency_image(f, db)
     seconds = max(len(x) / sample_rate, 1e-3)

@@ -1,11 +1,18 @@
 """Audio the studio holds: uploads, examples and edit results, in one temporary folder.
 
-Every clip is decoded once (:func:`instructme.audio.load`, mono, the file's own rate) and
-kept as a 16-bit WAV named by a random id. Clients only ever name clips by id: an id is
-checked against ``[0-9a-f]{32}`` and looked up in a table, so no path a client sends is ever
-joined onto the folder (no path traversal). Clips unused for ``max_age_s`` are swept; the
-whole folder is removed by :meth:`AudioStore.close` (the server calls it on exit), and a
-folder left behind by a killed server is removed by the next one to start.
+Every clip is decoded once (mono, the file's own rate, in blocks of
+:data:`BLOCK_FRAMES` frames straight into the stored file, so decoding takes a few MB whatever
+the file declares) and kept as a 16-bit WAV named by a random id. A file whose decoded size
+(frames x channels x 4 bytes of float32) is over ``max_decoded_bytes`` is refused from its
+header, before decoding. The store holds at most ``max_clips`` clips and ``max_bytes`` bytes
+of WAV: adding one past either evicts the least recently used clips that no edit needs, and
+when every clip is needed it is refused (:class:`StoreFull`).
+
+Clients only ever name clips by id: an id is checked against ``[0-9a-f]{32}`` and looked up
+in a table, so no path a client sends is ever joined onto the folder (no path traversal).
+Clips unused for ``max_age_s`` are swept; the whole folder is removed by
+:meth:`AudioStore.close` (the server calls it on exit), and a folder left behind by a killed
+server is removed by the next one to start.
 """
 
 from __future__ import annotations
@@ -17,14 +24,16 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from instructme import audio
-from instructme.errors import AudioError
+from instructme.errors import AudioError, InstructMEError
 
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -32,6 +41,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 ROOT_PREFIX = "instructme-web-"
 OWNER_FILE = "owner.pid"
+#: Largest decoded size of an upload (float32 frames x channels): 10 min of 48 kHz stereo.
+MAX_DECODED_BYTES = 10 * 60 * 48_000 * 2 * 4  # 230.4 MB
+#: Frames decoded at a time (8 channels: 2 MB of float32).
+BLOCK_FRAMES = 1 << 16
+
+
+class StoreFull(InstructMEError):
+    """The store is at its clip or byte cap and every clip is in use."""
 
 
 def remove_stale_roots(parent: str | os.PathLike[str] | None = None) -> int:
@@ -94,6 +111,7 @@ class AudioItem:
     parent: str | None = None
     instruction: str | None = None
     origin: str | None = None  # name of the upload/example a chain of edits started from
+    size: int = 0  # bytes of the WAV
 
     def public(self) -> dict[str, Any]:
         """What the API shows (never the path)."""
@@ -105,9 +123,16 @@ class AudioItem:
 
 
 class AudioStore:
-    """Thread-safe table of clips in a private temporary folder."""
+    """Thread-safe table of clips in a private temporary folder.
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, max_age_s: float = 3600.0):
+    ``busy()`` names the clips that may not be evicted (the server sets it to the edits'
+    sources); ``max_clips`` and ``max_bytes`` cap what is held, ``max_decoded_bytes`` what
+    one file may decode to.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, max_age_s: float = 3600.0,
+                 max_clips: int = 500, max_bytes: int = 2 << 30,
+                 max_decoded_bytes: int = MAX_DECODED_BYTES):
         if root is None:
             remove_stale_roots()
             self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
@@ -116,8 +141,12 @@ class AudioStore:
             self.root = Path(root)
             self.root.mkdir(parents=True, exist_ok=True)
         self.max_age_s = float(max_age_s)
+        self.max_clips, self.max_bytes = int(max_clips), int(max_bytes)
+        self.max_decoded_bytes = int(max_decoded_bytes)
+        self.busy: Callable[[], set[str]] = set
         self._items: dict[str, AudioItem] = {}
         self._lock = threading.Lock()
+        self._render = threading.Lock()  # one spectrogram at a time (each takes memory)
         self._closed = False
         (self.root / "incoming").mkdir(exist_ok=True)
 
@@ -131,18 +160,31 @@ class AudioStore:
         """Decode ``src`` (any format :func:`instructme.audio.probe` accepts) and keep it.
 
         Raises :class:`AudioError` naming ``name`` (never the server's path) when the file is
-        not audio, is empty, or is longer than ``max_seconds``.
+        not audio, is empty, is longer than ``max_seconds`` or decodes to more than
+        ``max_decoded_bytes``; :class:`StoreFull` when there is no room.
         """
         shown = safe_name(name)
         try:
             info = audio.probe(src)
-            if max_seconds is not None and info.seconds > max_seconds:
-                raise AudioError(f"{src}: clip is {info.seconds:.1f} s long; this server takes "
-                                 f"at most {max_seconds:g} s")
-            x, sr = audio.load(src, sample_rate=None, mono=True)
         except AudioError as e:
             raise AudioError(str(e).replace(os.fspath(src), shown)) from None
-        return self.add_array(x, sr, shown, kind=kind)
+        if max_seconds is not None and info.seconds > max_seconds:
+            raise AudioError(f"{shown}: clip is {info.seconds:.1f} s long; this server takes "
+                             f"at most {max_seconds:g} s")
+        decoded = info.frames * info.channels * 4
+        if decoded > self.max_decoded_bytes:
+            raise AudioError(
+                f"{shown}: {info.channels} channels at {info.sample_rate} Hz for "
+                f"{info.seconds:.1f} s decode to {decoded / 1e6:.0f} MB; this server decodes at "
+                f"most {self.max_decoded_bytes / 1e6:.0f} MB per file")
+        most = self.max_decoded_bytes // (4 * info.channels)
+        if max_seconds is not None:
+            most = min(most, int(max_seconds * info.sample_rate) + info.sample_rate)
+        item_id = new_id()
+        path = self.root / f"{item_id}.wav"
+        frames = _transcode(src, shown, path, info.sample_rate, most)
+        return self._keep(AudioItem(item_id, shown, path, info.sample_rate,
+                                    frames / float(info.sample_rate), kind, 0.0, 0.0))
 
     def add_array(self, x: np.ndarray, sample_rate: int, name: str, kind: str,
                   parent: str | None = None, instruction: str | None = None,
@@ -154,14 +196,50 @@ class AudioStore:
         item_id = new_id()
         path = self.root / f"{item_id}.wav"
         audio.save(path, np.clip(x, -1.0, 1.0), int(sample_rate))
-        now = time.time()
-        item = AudioItem(item_id, safe_name(name), path, int(sample_rate),
-                         x.size / float(sample_rate), kind, now, now, parent, instruction,
-                         origin)
+        return self._keep(AudioItem(item_id, safe_name(name), path, int(sample_rate),
+                                    x.size / float(sample_rate), kind, 0.0, 0.0, parent,
+                                    instruction, origin))
+
+    def _keep(self, item: AudioItem) -> AudioItem:
+        """Register the clip just written to ``item.path``, evicting the least recently used
+        clips no edit needs when a cap would be passed; :class:`StoreFull` if none can go."""
+        item.size = item.path.stat().st_size
+        item.created = item.last_used = time.time()
+        busy = self.busy()
+        evicted: list[AudioItem] = []
         with self._lock:
-            self._check_open()
-            self._items[item_id] = item
+            try:
+                self._check_open()
+                evicted = self._make_room(item.size, busy)
+            except InstructMEError:
+                item.path.unlink(missing_ok=True)
+                raise
+            self._items[item.id] = item
+        for old in evicted:
+            _delete(old)
         return item
+
+    def _make_room(self, size: int, busy: set[str]) -> list[AudioItem]:
+        """(Lock held.) Forget clips, oldest use first, until one of ``size`` bytes fits."""
+        held = sum(i.size for i in self._items.values())
+        count = len(self._items)
+        if count + 1 <= self.max_clips and held + size <= self.max_bytes:
+            return []
+        out: list[AudioItem] = []
+        for old in sorted(self._items.values(), key=lambda i: i.last_used):
+            if count + 1 <= self.max_clips and held + size <= self.max_bytes:
+                break
+            if old.id in busy:
+                continue
+            out.append(old)
+            count, held = count - 1, held - old.size
+        if count + 1 > self.max_clips or held + size > self.max_bytes:
+            raise StoreFull(f"the studio holds as much audio as it may ({self.max_clips} "
+                            f"clips, {self.max_bytes / 1e6:.0f} MB) and edits still use "
+                            "all of it; try again when they finish")
+        for old in out:
+            del self._items[old.id]
+        return out
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, item_id: str) -> AudioItem:
@@ -184,11 +262,12 @@ class AudioStore:
 
         item = self.get(item_id)
         png = item.path.with_suffix(".png")
-        if not png.exists():
-            x, sr = audio.load(item.path, sample_rate=None, mono=True)
-            tmp = png.with_name(f".{new_id()}.png")
-            render_png(x, sr, tmp)
-            os.replace(tmp, png)
+        with self._render:
+            if not png.exists():
+                x, sr = _picture_audio(item.path)
+                tmp = png.with_name(f".{new_id()}.png")
+                render_png(x, sr, tmp)
+                os.replace(tmp, png)
         return png
 
     def __len__(self) -> int:
@@ -210,8 +289,7 @@ class AudioStore:
             for item in old:
                 del self._items[item.id]
         for item in old:
-            item.path.unlink(missing_ok=True)
-            item.path.with_suffix(".png").unlink(missing_ok=True)
+            _delete(item)
         incoming = self.root / "incoming"
         for p in incoming.iterdir() if incoming.is_dir() else ():
             try:
@@ -231,3 +309,64 @@ class AudioStore:
     def _check_open(self) -> None:
         if self._closed:
             raise AudioError("the studio is shutting down")
+
+
+def _delete(item: AudioItem) -> None:
+    item.path.unlink(missing_ok=True)
+    item.path.with_suffix(".png").unlink(missing_ok=True)
+
+
+def _picture_audio(path: Path) -> tuple[np.ndarray, int]:
+    """A stored clip read block by block for its picture, resampled as it is read to at most
+    :data:`~instructme.web.spectrogram.MAX_DRAW_RATE` (so a minute at 384 kHz takes ~12 MB,
+    not the ~1 GB its STFT would)."""
+    import soxr
+
+    from instructme.web.spectrogram import MAX_DRAW_RATE
+
+    with sf.SoundFile(str(path)) as f:
+        rate = f.samplerate
+        out_rate = min(rate, MAX_DRAW_RATE)
+        stream = (soxr.ResampleStream(rate, out_rate, 1, dtype="float32", quality="HQ")
+                  if out_rate != rate else None)
+        parts = []
+        for block in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+            mono = block[:, 0]
+            parts.append(stream.resample_chunk(mono) if stream is not None else mono)
+        if stream is not None:
+            parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32), out_rate
+
+
+def _transcode(src: str | os.PathLike[str], shown: str, dst: Path, sample_rate: int,
+               most: int) -> int:
+    """Decode ``src`` block by block (:data:`BLOCK_FRAMES`) to mono 16-bit WAV ``dst`` (as
+    :func:`instructme.audio.load` + :func:`instructme.audio.save` would, clipped to [-1, 1])
+    and return its frames; :class:`AudioError` (naming ``shown``) for undecodable, empty or
+    non-finite audio, or audio running past ``most`` frames (a header that lies)."""
+    tmp = dst.with_name(f".{dst.name}")
+    frames = 0
+    try:
+        with sf.SoundFile(str(src)) as f, \
+                sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=1,
+                             format="WAV", subtype="PCM_16") as out:
+            for block in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{shown}: audio contains NaN or infinite samples")
+                frames += block.shape[0]
+                if frames > most:
+                    raise AudioError(f"{shown}: the audio runs past what its header declares "
+                                     "and this server takes")
+                out.write(np.clip(block.mean(axis=1), -1.0, 1.0))
+        if frames == 0:
+            raise AudioError(f"{shown}: audio is empty (zero length)")
+        os.replace(tmp, dst)
+    except AudioError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError
+        tmp.unlink(missing_ok=True)
+        first = (str(e).replace(os.fspath(src), shown).strip().splitlines()
+                 or [type(e).__name__])[0]
+        raise AudioError(f"{shown}: could not decode audio ({first})") from None
+    return frames
