@@ -24,27 +24,39 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise InstructMEError(f"{examples}: examples folder not found")
     if args.demo and args.model is not None:
         raise InstructMEError("--demo and --model exclude each other")
+    if args.max_clips < 1 or not args.max_store_mb > 0:
+        raise InstructMEError("--max-clips and --max-store-mb must be positive")
 
     from instructme.web.app import DEFAULT_EXAMPLES_DIR, StudioSettings, create_app, open_pipeline
-    from instructme.web.server import is_loopback, serve
+    from instructme.web.server import bind, is_loopback, serve
 
-    pipe, label = open_pipeline(args.model, demo=args.demo)
     settings = StudioSettings(  # the edit settings' defaults are the pipeline folder's
         max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
         examples_dir=examples if examples is not None else DEFAULT_EXAMPLES_DIR,
-        max_age_s=args.max_age_minutes * 60.0, max_queue=args.max_queue, model_name=label,
-        demo=args.demo)
+        max_age_s=args.max_age_minutes * 60.0, max_queue=args.max_queue, demo=args.demo,
+        bound_host=args.host, extra_hosts=tuple(args.allowed_host),
+        max_clips=args.max_clips, max_store_mb=args.max_store_mb)
+    try:
+        hosts = settings.allowed_hosts
+    except ValueError as e:
+        raise InstructMEError(f"--allowed-host: {e}") from None
+    sock = bind(args.host, args.port)  # first: a busy port leaves nothing behind
+    try:
+        pipe, settings.model_name = open_pipeline(args.model, demo=args.demo)
+        app = create_app(pipe, settings)
+    except BaseException:
+        sock.close()
+        raise
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this address can "
-              "upload audio and run edits (there is no login)", file=sys.stderr)
-    app = create_app(pipe, settings)
+              "upload audio and run edits (there is no login); the studio answers only the "
+              f"host names {', '.join(hosts)} (add more with --allowed-host)", file=sys.stderr)
 
     def announce(url: str) -> None:
-        print(f"instructme studio: {url}/  (model: {label}; Ctrl-C stops)", file=sys.stderr,
-              flush=True)
+        print(f"instructme studio: {url}/  (model: {settings.model_name}; Ctrl-C stops)",
+              file=sys.stderr, flush=True)
 
-    serve(app, args.host, args.port, log_level="warning" if args.quiet else "info",
-          announce=announce)
+    serve(app, sock, log_level="warning" if args.quiet else "info", announce=announce)
     return 0
 
 
@@ -54,6 +66,10 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: loopback only)")
     s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="another Host name the studio answers (repeatable; e.g. its name "
+                        "behind a proxy). By default only the --host address and "
+                        "localhost/127.0.0.1/[::1]")
     s.add_argument("--model", default=None,
                    help="pipeline folder (default: $INSTRUCTME_MODEL or models/instructme-small)")
     s.add_argument("--demo", action="store_true",
@@ -65,5 +81,9 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     s.add_argument("--max-age-minutes", type=float, default=60.0,
                    help="clips unused this long are deleted")
     s.add_argument("--max-queue", type=int, default=16, help="most edits waiting at once")
+    s.add_argument("--max-clips", type=int, default=500,
+                   help="most clips held (the least recently used go first)")
+    s.add_argument("--max-store-mb", type=float, default=2048.0,
+                   help="most audio held on disk (MB)")
     s.add_argument("--quiet", action="store_true", help="log warnings only")
     s.set_defaults(func=_cmd_serve)

@@ -18,8 +18,12 @@ Endpoints (every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status
   ``step``/``total``, the parsed ``task``/``args``, the ``result`` clip (and the edited
   ``part`` alone, when the output kept the source) or the ``error``.
 
-Clips are named by ids only (:mod:`instructme.web.store`); uploads are capped in bytes (before
-they are read: ``Content-Length``, and while they stream) and in seconds.
+Clips are named by ids only (:mod:`instructme.web.store`). Before any route runs
+(:mod:`instructme.web.guard`): the ``Host`` must be one this server answers (400), a POST from
+another site's page is refused (403), and bodies are capped (413: uploads at
+``max_upload_mb``, every other request at ``max_json_kb``; by ``Content-Length`` before they
+are read, and while they stream). Uploads are capped in seconds and in decoded size, the
+store in clips and bytes (507 when it is full of clips edits still use).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +46,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from instructme.editing.settings import EditSettings
 from instructme.errors import AudioError, InstructMEError
+from instructme.web.guard import BodyLimit, HostCheck, OriginCheck, error, served_hosts
 from instructme.web.jobs import EditWorker, Pipeline, QueueFull
-from instructme.web.store import AudioItem, AudioStore, safe_name
+from instructme.web.store import MAX_DECODED_BYTES, AudioItem, AudioStore, StoreFull, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +82,36 @@ class StudioSettings:
     model_name: str = ""
     demo: bool = False
     store_root: Path | None = None
+    #: The address the server listens on: its name is a ``Host`` it answers (with loopback's).
+    bound_host: str = "127.0.0.1"
+    #: More ``Host`` names (``--allowed-host``): a deliberate exposure, e.g. behind a proxy.
+    extra_hosts: tuple[str, ...] = ()
+    max_json_kb: float = 64.0
+    max_decoded_mb: float = MAX_DECODED_BYTES / 1e6
+    max_clips: int = 500
+    max_store_mb: float = 2048.0
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        """Every ``Host`` name the studio answers."""
+        return served_hosts(self.bound_host, self.extra_hosts)
+
+    def body_limit(self, path: str) -> int:
+        """Largest request body for ``path`` (bytes): an upload and its multipart framing, or
+        a small JSON body."""
+        if path == "/api/upload":
+            return self.max_upload_bytes + _MULTIPART_SLACK
+        return int(self.max_json_kb * 1024)
+
+    def body_message(self, path: str, limit: int) -> str:
+        """The 413 message for ``path``."""
+        if path == "/api/upload":
+            return f"upload too large: this server takes files up to {self.max_upload_mb:g} MB"
+        return f"request body too large: at most {limit // 1024} KiB here"
 
 
 class EditRequest(BaseModel):
@@ -100,41 +130,6 @@ class EditRequest(BaseModel):
         """The request's edit settings (unset: None), unchecked."""
         return EditSettings(steps=self.steps, guidance=self.guidance, sampler=self.sampler,
                             seed=self.seed, preserve=self.preserve)
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-class UploadLimit:
-    """ASGI middleware: refuse ``POST /api/upload`` bodies over ``limit`` bytes (413).
-
-    A declared ``Content-Length`` over the limit is refused before anything is read; a body
-    that streams past it (chunked, or a lying header) is cut off as soon as it does.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int, message: str, path: str = "/api/upload"):
-        self.app, self.limit, self.message, self.path = app, limit, message, path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path:
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            await _error(413, self.message)(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise HTTPException(413, self.message)
-            return message
-
-        await self.app(scope, limited, send)
 
 
 def suggestions(seed: int = 0) -> dict[str, list[str]]:
@@ -187,13 +182,14 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
     """The studio app editing with ``pipeline`` (an
     :class:`~instructme.editing.pipeline.EditPipeline` or anything called the same way). Its
     store and worker are ``app.state.store`` and ``app.state.worker``; both are closed
-    (temporary folder removed) on shutdown."""
-    from instructme.editing.pipeline import plan_rounds
-
+    (running edit cancelled, temporary folder removed) on shutdown."""
     cfg = settings or StudioSettings()
-    store = AudioStore(cfg.store_root, max_age_s=cfg.max_age_s)
+    allowed = cfg.allowed_hosts  # checked (ValueError) before the store's folder is made
+    store = AudioStore(cfg.store_root, max_age_s=cfg.max_age_s, max_clips=cfg.max_clips,
+                       max_bytes=int(cfg.max_store_mb * 1e6),
+                       max_decoded_bytes=int(cfg.max_decoded_mb * 1e6))
     worker = EditWorker(pipeline, store, max_queue=cfg.max_queue, keep_finished_s=cfg.max_age_s)
-    tips = suggestions()
+    store.busy = worker.busy_audio
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -207,8 +203,7 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
             yield
         finally:
             task.cancel()
-            await run_in_threadpool(worker.close)
-            store.close()
+            await run_in_threadpool(close_app, app)
 
     def _sweep() -> None:
         worker.forget_finished()
@@ -217,13 +212,27 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
     app = FastAPI(title="instructme studio", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.store, app.state.worker, app.state.settings = store, worker, cfg
-    mb = f"{cfg.max_upload_mb:g} MB"
-    app.add_middleware(UploadLimit, limit=cfg.max_upload_bytes + _MULTIPART_SLACK,
-                       message=f"upload too large: this server takes files up to {mb}")
+    # Added innermost first: a request meets HostCheck, then OriginCheck, then BodyLimit.
+    app.add_middleware(BodyLimit, limit_of=cfg.body_limit, message=cfg.body_message)
+    app.add_middleware(OriginCheck, extra_hosts=cfg.extra_hosts)
+    app.add_middleware(HostCheck, allowed_hosts=allowed)
+    _error_handlers(app)
+    _page_routes(app, cfg, pipeline)
+    _clip_routes(app, cfg, store)
+    _edit_routes(app, cfg, pipeline, worker, store)
+    return app
 
+
+def close_app(app: FastAPI) -> None:
+    """Stop the app's worker (cancelling its edit) and remove its store; safe to repeat."""
+    app.state.worker.close()
+    app.state.store.close()
+
+
+def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        return error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -231,7 +240,11 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
         for err in exc.errors()[:3]:
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
             parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg"))
-        return _error(400, "; ".join(parts) or "bad request")
+        return error(400, "; ".join(parts) or "bad request")
+
+
+def _page_routes(app: FastAPI, cfg: StudioSettings, pipeline: Pipeline) -> None:
+    tips = suggestions()
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -245,7 +258,9 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
         return {
             "model": cfg.model_name, "demo": cfg.demo,
             "limits": {"max_upload_mb": cfg.max_upload_mb, "max_seconds": cfg.max_seconds,
-                       "max_steps": cfg.max_steps, "max_queue": cfg.max_queue},
+                       "max_steps": cfg.max_steps, "max_queue": cfg.max_queue,
+                       "max_decoded_mb": cfg.max_decoded_mb, "max_clips": cfg.max_clips,
+                       "max_store_mb": cfg.max_store_mb},
             "formats": list(UPLOAD_SUFFIXES),
             "defaults": {**pipeline.defaults.folder_defaults(), "seed": EditSettings().seed},
             "suggestions": tips,
@@ -253,6 +268,22 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
                          for e in examples.values()],
         }
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
+
+def _kept(add: Callable[[], AudioItem]) -> dict[str, Any]:
+    """``add()``'s clip as the API shows it; its refusals as HTTP errors."""
+    try:
+        return add().public()
+    except StoreFull as e:
+        raise HTTPException(507, str(e)) from None
+    except AudioError as e:
+        raise HTTPException(400, str(e)) from None
+
+
+def _clip_routes(app: FastAPI, cfg: StudioSettings, store: AudioStore) -> None:
     def _ingest(upload: UploadFile) -> dict[str, Any]:
         name = safe_name(upload.filename or "upload")
         tmp = store.incoming_path()
@@ -262,12 +293,12 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
                 while chunk := upload.file.read(1 << 20):
                     size += len(chunk)
                     if size > cfg.max_upload_bytes:
-                        raise HTTPException(413, f"upload too large: this server takes files "
-                                                 f"up to {mb}")
+                        raise HTTPException(413, cfg.body_message("/api/upload", 0))
                     f.write(chunk)
             if size == 0:
-                raise AudioError(f"{name}: the file is empty")
-            return store.add_file(tmp, name, kind="upload", max_seconds=cfg.max_seconds).public()
+                raise HTTPException(400, f"{name}: the file is empty")
+            return _kept(lambda: store.add_file(tmp, name, kind="upload",
+                                                max_seconds=cfg.max_seconds))
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -277,47 +308,47 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
             file = form.get("file")
             if not isinstance(file, UploadFile):
                 raise HTTPException(400, "no file in the upload (multipart field 'file')")
-            try:
-                return await run_in_threadpool(_ingest, file)
-            except AudioError as e:
-                raise HTTPException(400, str(e)) from None
+            return await run_in_threadpool(_ingest, file)
 
     @app.post("/api/examples/{name}")
     def load_example(name: str) -> dict[str, Any]:
         found = list_examples(cfg.examples_dir, cfg.max_seconds).get(name)
         if found is None:
             raise HTTPException(404, f"no example named {safe_name(name)!r}")
-        try:
-            return store.add_file(found["path"], found["name"], kind="example",
-                                  max_seconds=cfg.max_seconds).public()
-        except AudioError as e:
-            raise HTTPException(400, str(e)) from None
-
-    def _item(item_id: str) -> AudioItem:
-        try:
-            return store.get(item_id)
-        except KeyError:
-            raise HTTPException(404, "unknown or expired audio id") from None
+        return _kept(lambda: store.add_file(found["path"], found["name"], kind="example",
+                                            max_seconds=cfg.max_seconds))
 
     @app.get("/api/audio/{item_id}")
     def get_audio(item_id: str, download: bool = False) -> FileResponse:
-        item = _item(item_id)
+        item = _item(store, item_id)
         name = item.name if item.name.lower().endswith(".wav") else f"{item.name}.wav"
         return FileResponse(item.path, media_type="audio/wav", filename=name,
                             content_disposition_type="attachment" if download else "inline")
 
     @app.get("/api/audio/{item_id}/spectrogram.png")
     def get_spectrogram(item_id: str) -> FileResponse:
-        _item(item_id)
+        _item(store, item_id)
         try:
             png = store.spectrogram(item_id)
         except KeyError:
             raise HTTPException(404, "unknown or expired audio id") from None
         return FileResponse(png, media_type="image/png")
 
+
+def _item(store: AudioStore, item_id: str) -> AudioItem:
+    try:
+        return store.get(item_id)
+    except KeyError:
+        raise HTTPException(404, "unknown or expired audio id") from None
+
+
+def _edit_routes(app: FastAPI, cfg: StudioSettings, pipeline: Pipeline, worker: EditWorker,
+                 store: AudioStore) -> None:
+    from instructme.editing.pipeline import plan_rounds
+
     @app.post("/api/edit")
     def submit(req: EditRequest) -> dict[str, Any]:
-        _item(req.audio)
+        _item(store, req.audio)
         try:
             settings = req.settings().validate("{}:").resolve(pipeline.defaults)
         except InstructMEError as e:
@@ -340,13 +371,6 @@ def create_app(pipeline: Pipeline, settings: StudioSettings | None = None) -> Fa
             return worker.status(job_id)
         except KeyError:
             raise HTTPException(404, "unknown or expired job id") from None
-
-    @app.get("/favicon.ico", include_in_schema=False)
-    def favicon() -> Response:
-        return Response(status_code=204)
-
-    return app
-
 
 def open_pipeline(model: str | os.PathLike[str] | None, demo: bool = False) -> tuple[Any, str]:
     """``(pipeline, label)`` for ``instructme serve``: the model folder (default as for

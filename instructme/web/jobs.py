@@ -4,7 +4,10 @@ A diffusion edit (InstructME, arXiv 2308.14360, Sec. 3) takes seconds to minutes
 the machine, so a process never runs two at once: requests wait in a FIFO queue and can see
 their place in it. The pipeline's ``progress(step, total)`` callback (one call per sampler
 step) is stored on the job for the page to poll. Each job carries its complete
-:class:`~instructme.editing.settings.EditSettings`.
+:class:`~instructme.editing.settings.EditSettings`. When the server stops (Ctrl-C, SIGTERM),
+:meth:`EditWorker.close` fails the waiting jobs and cancels the running one at its next
+sampler step (the callback raises :class:`Cancelled`), then joins the worker thread, so no
+edit outlives the server.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ class Pipeline(Protocol):
 
 class QueueFull(InstructMEError):
     """Too many edits are waiting."""
+
+
+class Cancelled(InstructMEError):
+    """The studio stopped while this edit ran."""
 
 
 @dataclass
@@ -154,8 +161,10 @@ class EditWorker:
                 del self._jobs[k]
         return len(old)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop taking jobs; waiting ones fail; waits up to ``timeout`` s for the running one."""
+    def close(self, timeout: float = 120.0) -> None:
+        """Stop taking jobs; waiting ones fail; the running one is cancelled at its next
+        sampler step. Waits up to ``timeout`` s for the worker thread (a stage between steps,
+        such as decoding a long clip, runs to its end)."""
         with self._cond:
             self._stop = True
             for job in self._waiting:
@@ -163,6 +172,8 @@ class EditWorker:
             self._waiting.clear()
             self._cond.notify_all()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the running edit did not stop within %g s", timeout)
 
     # -- worker thread -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -185,6 +196,8 @@ class EditWorker:
     def _edit(self, job: Job) -> None:
         def progress(step: int, total: int) -> None:
             job.step, job.total = int(step), int(total)
+            if self._stop:
+                raise Cancelled("the studio shut down during this edit")
 
         try:
             x, sr = self.store.load(job.audio_id)

@@ -1,19 +1,29 @@
 """Run the studio app under uvicorn: in the foreground (``instructme serve``) or in a thread
-on a free loopback port (tests, screenshots)."""
+on a free loopback port (tests, screenshots).
+
+``instructme serve`` binds its port first (:func:`bind`), so a port that cannot be bound is a
+one-line error before any folder is made. Ctrl-C (SIGINT) and SIGTERM stop it the same way:
+uvicorn stops taking requests, the app's shutdown cancels the running edit and removes the
+temporary folder, and the process exits 130 (SIGINT, as for any interrupted command) or 0
+(SIGTERM).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
 
 from instructme.errors import InstructMEError
+from instructme.web.app import close_app
 
 
 def is_loopback(host: str) -> bool:
@@ -26,7 +36,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (``port=0``: a free one); a one-line
+    :class:`InstructMEError` when it cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,17 +62,33 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 7860, log_level: str = "info",
+@contextlib.contextmanager
+def _sigterm_returns() -> Iterator[None]:
+    """While serving, a SIGTERM that uvicorn caught (and re-raises once it has shut down) ends
+    the process normally instead of killing it after the fact."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve(app: FastAPI, sock: socket.socket, log_level: str = "info",
           announce: Callable[[str], None] | None = None) -> None:
-    """Serve ``app`` until interrupted (Ctrl-C / SIGTERM shut it down cleanly);
-    ``announce(url)`` is called once the port is bound (``port=0`` picks a free one)."""
-    sock = _bind(host, port)
+    """Serve ``app`` on the bound ``sock`` until Ctrl-C (KeyboardInterrupt is raised once the
+    app has shut down) or SIGTERM (returns); ``announce(url)`` is called first. The app's
+    store and worker are closed however it ends, even if uvicorn never started it."""
     if announce is not None:
         announce(url_of(sock))
     try:
-        uvicorn.Server(_config(app, log_level)).run(sockets=[sock])
+        with _sigterm_returns():
+            uvicorn.Server(_config(app, log_level)).run(sockets=[sock])
     finally:
         sock.close()
+        close_app(app)
 
 
 @dataclass
@@ -81,7 +109,7 @@ class RunningServer:
 def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
                     timeout: float = 20.0) -> RunningServer:
     """Start ``app`` in a daemon thread (``port=0``: a free port) and wait until it serves."""
-    sock = _bind(host, port)
+    sock = bind(host, port)
     server = uvicorn.Server(_config(app, "warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="instructme-web-server", daemon=True)
