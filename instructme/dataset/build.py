@@ -295,7 +295,7 @@ def build_dataset(out: str | Path, preset: str = "small", workers: int | None = 
         old = json.loads(info_path.read_text())
         stems_key = None if stems is None else str(Path(stems).resolve())
         same = (old.get("preset"), old.get("seed"), old.get("config"), old.get("stems")) == (
-            preset, seed, cfg.to_dict(), stems_key)
+            preset, seed, json.loads(json.dumps(cfg.to_dict())), stems_key)  # tuples as lists
         if not same:
             raise ManifestError(
                 f"{root} was built with preset {old.get('preset')!r} seed {old.get('seed')}; "
