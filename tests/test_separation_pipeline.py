@@ -103,3 +103,32 @@ def test_cli_split_writes_stems_that_sum_to_the_input(pipe: EditPipeline, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("error:") for e in err)
     assert not (tmp_path / "o2").exists()
+
+
+def test_cli_pipeline_takes_a_separator_and_edit_can_skip_it(tmp_path, capsys) -> None:
+    import soundfile as sf
+
+    from instructme.checkpoint import load_model
+    from instructme.cli import main
+    from instructme.models.chord import ChordRecognizer
+    from instructme.models.unet import EditorUNet
+    from instructme.models.vae import AudioVAE
+
+    tiny_root = build_tiny_pipeline(tmp_path / "parts")
+    save_model(_separator(), tmp_path / "sep")
+    out = tmp_path / "pipe"
+    assert main(["pipeline", "--vae", str(tiny_root / "vae"), "--chord",
+                 str(tiny_root / "chord"), "--editor", str(tiny_root / "editor"),
+                 "--separator", str(tmp_path / "sep"), "-o", str(out)]) == 0
+    assert EditPipeline.from_pretrained(out).separator is not None
+    for cls, name in ((AudioVAE, "vae"), (ChordRecognizer, "chord"), (EditorUNet, "editor")):
+        load_model(cls, out / name)
+    src = tmp_path / "in.wav"
+    sf.write(src, _stereo(sr=16_000).T, 16_000)
+    capsys.readouterr()
+    for extra in ([], ["--no-separator", "--steps", "1"]):
+        dst = tmp_path / f"out{len(extra)}.wav"
+        assert main(["edit", str(src), "remove the bass", "-o", str(dst), "--model", str(out),
+                     "--quiet", *extra]) == 0
+    a, b = (sf.read(tmp_path / f"out{n}.wav")[0] for n in (0, 3))
+    assert not np.allclose(a, b, atol=1e-3)  # the two paths give different answers

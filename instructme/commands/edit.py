@@ -84,6 +84,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     seconds = x.shape[-1] / sr
     t0 = time.perf_counter()
     pipe = load_pipeline(args.model, args.device)
+    if args.no_separator:
+        pipe.separator = None  # remove / extract take the generated path
     load_s = time.perf_counter() - t0
     settings = pipe.resolve_settings(settings)  # the model's defaults for what is not given
     if args.part is not None and not settings.preserve:
@@ -165,10 +167,20 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     editor = load_model(EditorUNet, args.editor)
     chord = load_model(ChordRecognizer, args.chord) if args.chord else None
     vae = load_model(AudioVAE, args.vae)
+    separator = None
+    if args.separator:
+        from instructme.models.separator import Separator
+
+        separator = load_model(Separator, args.separator)
+        if int(separator.config.sample_rate) != int(vae.config.sample_rate):
+            raise InstructMEError(f"{args.separator}: the separator is "
+                                  f"{separator.config.sample_rate} Hz, the VAE "
+                                  f"{vae.config.sample_rate} Hz")
     import torch
 
     write_pipeline_folder(args.out, vae, chord, editor, editor.config.text_encoder_config(),
-                          defaults, editor_dtype=torch.float16 if args.fp16 else None)
+                          defaults, editor_dtype=torch.float16 if args.fp16 else None,
+                          separator=separator)
     print(f"wrote {args.out}")
     return 0
 
@@ -240,6 +252,9 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     p.add_argument("--threads", type=int,
                    help="CPU threads (default: torch's; use 1 when other jobs keep the cores "
                         "busy)")
+    p.add_argument("--no-separator", action="store_true",
+                   help="remove / extract by generating the edited mix even when the pipeline "
+                        "has a stem separator (for comparison)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_edit)
 
@@ -251,6 +266,7 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     a.add_argument("--chord", help="chord recognizer folder (needed by chord-conditioned "
                                    "editors)")
     a.add_argument("--editor", required=True, help="editor model folder")
+    a.add_argument("--separator", help="stem separator folder (answers remove / extract)")
     a.add_argument("-o", "--out", required=True, help="pipeline folder to write")
     add_settings_options(a, folder=True)
     a.add_argument("--fp16", action="store_true",
