@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from instructme.config import Config
-from instructme.errors import ManifestError
 from instructme.models.separator import Separator, SeparatorConfig
-from instructme.training.stem_mixes import MixSpec, SongRef, draw_mix, load_songs
+from instructme.training.stem_mixes import MixSpec, SongRef, draw_mix, has_split, load_songs
 from instructme.training.supervised import LoopConfig, SupervisedTask
 from instructme.training.trainer import Trainer, resumed_config
 
@@ -194,11 +193,11 @@ def train_separator(data: str | Path, out: str | Path, preset: str = "small",
                    exclude_drums_only=False)
     dataset = SeparationCrops(train_songs, mcfg, spec, tcfg.steps * tcfg.batch_size, seed,
                               tcfg.absent_prob)
-    try:
-        val: SeparationCrops | None = heldout_set(data, mcfg, "val", tcfg.eval_items,
-                                                  tcfg.crop_seconds)
-    except ManifestError:  # a tiny dataset may have no val split
-        val = None
+    val: SeparationCrops | None = None
+    if has_split(data, "val"):  # a corrupt val split is an error, not a skipped evaluation
+        val = heldout_set(data, mcfg, "val", tcfg.eval_items, tcfg.crop_seconds)
+    else:
+        log(f"{data}: no val split, training without validation")
     torch.manual_seed(seed)
     model = Separator(mcfg)
     log(f"separator: {sum(p.numel() for p in model.parameters()):,} parameters, "
