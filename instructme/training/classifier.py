@@ -304,10 +304,7 @@ def train_classifier(data: str | Path, out: str | Path, preset: str = "small",
     def evaluate(m: nn.Module) -> dict[str, Any]:
         return evaluate_classifier(m, val)  # type: ignore[arg-type]
 
-    loop = LoopConfig(steps=tcfg.steps, batch_size=tcfg.batch_size, lr=tcfg.lr,
-                      warmup_steps=tcfg.warmup_steps, ema_decay=tcfg.ema_decay,
-                      log_every=tcfg.log_every, eval_every=tcfg.eval_every,
-                      save_every=tcfg.eval_every, num_workers=tcfg.num_workers, seed=seed)
+    loop = LoopConfig.of(tcfg, seed)
     task = SupervisedTask("classifier", model, dataset, step_fn, loop, {"classifier": mcfg},
                           evaluate=evaluate if val is not None else None,
                           extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed,

@@ -48,6 +48,15 @@ class LoopConfig(Config):
     num_workers: int = 0
     seed: int = 0
 
+    @classmethod
+    def of(cls, tcfg: Any, seed: int) -> LoopConfig:
+        """The loop of a model's train config (the fields both have; ``save_every``
+        defaults to its ``eval_every``)."""
+        shared = ("steps", "batch_size", "lr", "warmup_steps", "ema_decay", "log_every",
+                  "eval_every", "num_workers")
+        return cls(**{k: getattr(tcfg, k) for k in shared}, seed=seed,
+                   save_every=getattr(tcfg, "save_every", tcfg.eval_every))
+
 
 def lr_lambda(cfg: LoopConfig) -> Callable[[int], float]:
     """Learning-rate factor: linear warm-up, then cosine decay to 0.05 at ``cfg.steps``."""
