@@ -132,3 +132,49 @@ def test_cli_pipeline_takes_a_separator_and_edit_can_skip_it(tmp_path, capsys) -
                      "--quiet", *extra]) == 0
     a, b = (sf.read(tmp_path / f"out{n}.wav")[0] for n in (0, 3))
     assert not np.allclose(a, b, atol=1e-3)  # the two paths give different answers
+
+
+def test_replace_removes_the_old_instrument_with_the_separator(pipe: EditPipeline) -> None:
+    x = _stereo()
+    replaced = pipe(x, 44_100, "replace the bass with strings", steps=2)
+    removed = pipe(x, 44_100, "remove the bass")
+    assert {"separate", "sample"} <= set(replaced.timings)
+    assert replaced.part is not None and np.abs(replaced.part).max() > 0  # the new strings
+    # what stays of the source is exactly the separator's removal
+    np.testing.assert_allclose(replaced.audio - replaced.part, removed.audio, atol=1e-5)
+
+
+def _deaf_pipeline(root) -> EditPipeline:
+    """A pipeline whose separator hears nothing (every mask ~ 0)."""
+    sep = _separator()
+    with torch.no_grad():
+        for head in sep.heads:
+            head[-1].bias.fill_(-30.0)
+    save_model(sep, root / "separator")
+    return EditPipeline.from_pretrained(root)
+
+
+def test_an_absent_instrument_gives_a_silent_part_and_a_notice(tmp_path, capsys) -> None:
+    import soundfile as sf
+
+    from instructme.cli import main
+
+    root = build_tiny_pipeline(tmp_path / "p")
+    deaf = _deaf_pipeline(root)
+    x = _stereo()
+    extracted = deaf(x, 44_100, "extract the bass")
+    removed = deaf(x, 44_100, "remove the bass")
+    assert not extracted.audio.any() and not removed.part.any()
+    np.testing.assert_array_equal(removed.audio, x)
+    assert extracted.notes == ["no bass heard in the input: its part is silent"]
+    chain = deaf.edit_chain(x, 44_100, ["remove the bass", "remove the drums"])
+    assert [n.split()[1] for r in chain for n in r.notes] == ["bass", "drums"]
+    assert set(deaf.split(x, 44_100)) == {"other"}
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(src, x.T, 44_100)
+    capsys.readouterr()
+    assert main(["edit", str(src), "remove the drums", "-o", str(dst), "--model", str(root),
+                 "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == ("note: no drums heard in the input: its "
+                                               "part is silent")
+    assert dst.exists()

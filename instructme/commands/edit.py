@@ -123,6 +123,9 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     save_all(outputs, sr)  # all or none; a failure leaves every old file as it was
     if args.spectrogram is not None:
         _write_spectrogram(Path(args.spectrogram), x, sr, results, Path(args.input).name)
+    for k, r in enumerate(results, start=1):
+        for note in r.notes:  # a notice, not an error: the edit was written
+            print(f"note: {note}" + (f" (round {k})" if len(results) > 1 else ""))
     if not args.quiet:
         n_mid = len(results) - 1 if args.keep_intermediate else 0
         extra = f" (+ {n_mid} intermediate)" if n_mid else ""

@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from instructme.config import shipped_model_dir
 from instructme.editing.settings import EditSettings
 from instructme.errors import CheckpointError, InstructMEError
@@ -141,3 +143,30 @@ def missing_model_message(directory: Path) -> str:
             "pipeline folder, or build one from trained models with 'instructme pipeline "
             "--vae V --chord C --editor E -o DIR' (train them with 'instructme train vae', "
             "'train chord', 'train editor')")
+
+
+def build_tiny_pipeline(directory: str | Path, seed: int = 0,
+                        defaults: EditSettings | None = None) -> Path:
+    """Write an UNTRAINED pipeline of ``tiny`` presets (hash text encoder) to ``directory``
+    in about a second, for tests of the CLI and the web UI (``defaults``: its edit settings).
+
+    A freshly initialised editor predicts exactly zero (zero-initialised output layers);
+    those layers get small random weights here, so that the output depends on the source,
+    the instruction and the seed as a trained model's does.
+    """
+    from instructme.models.chord import ChordConfig, ChordRecognizer
+    from instructme.models.text import TextEncoderConfig
+    from instructme.models.unet import EditorConfig, EditorUNet
+    from instructme.models.vae import AudioVAE, VAEConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = AudioVAE(VAEConfig.preset("tiny"))
+        chord = ChordRecognizer(ChordConfig.preset("tiny"))
+        editor = EditorUNet(EditorConfig.preset("tiny"))
+        with torch.no_grad():
+            for p in editor.parameters():
+                if p.dim() > 1 and not p.any():
+                    p.normal_(0.0, 0.05)
+    text = TextEncoderConfig(kind="hash", dim=editor.config.text_dim)
+    return write_pipeline_folder(directory, vae, chord, editor, text, defaults)

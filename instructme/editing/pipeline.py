@@ -24,6 +24,12 @@ rate, channels and stereo image; the result also carries the edited part alone
 (an extract's part is its output). In a multi-round edit each round's output is the next
 round's source (:meth:`UserAudio.next_round`).
 
+With a stem separator (a folder's ``separator/``), remove and extract skip stages 3-7: one
+forward pass of the separator masks the user's audio (:mod:`instructme.editing.separation`);
+a replace's old instrument is removed by it in stage 7 instead of by the guide's gains. An
+instrument the separator does not hear gives a silent part and a notice
+(``EditResult.notes``).
+
 The conditioning is prepared exactly as :mod:`instructme.training.editor_cache` prepares it
 for training: VAE posterior means (no sampling), chord probabilities of the source mix at the
 recognizer's frame rate aligned to time 0, the instruction's token states of the frozen
@@ -51,6 +57,7 @@ import torch
 from instructme.audio import peak_safe
 from instructme.editing.folder import (
     PIPELINE_JSON,
+    build_tiny_pipeline,
     check_components,
     default_model_dir,
     folder_defaults,
@@ -60,7 +67,12 @@ from instructme.editing.folder import (
 )
 from instructme.editing.guidance import EditorDenoiser, split_passes
 from instructme.editing.preserve import PRESERVING_TASKS, compose, guide
-from instructme.editing.separation import SEPARATED_TASKS, separate, split_stems
+from instructme.editing.separation import (
+    SEPARATED_TASKS,
+    absent_notice,
+    separate,
+    split_stems,
+)
 from instructme.editing.settings import EditSettings
 from instructme.editing.user_audio import UserAudio
 from instructme.errors import CheckpointError, InstructionError, InstructMEError
@@ -79,6 +91,7 @@ class EditResult:
     ``args["rounds"]``). ``seconds``: wall time of the edit. ``timings``: seconds per stage.
     ``part``: the edited part alone (the added, removed or extracted instrument, the new one
     of a replace; same format as ``audio``) when the output was source-preserving, else None.
+    ``notes``: one-line notices for the user (an instrument that was not heard).
     """
 
     audio: np.ndarray
@@ -89,6 +102,7 @@ class EditResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     part: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def chain_result(instruction: str, results: list[EditResult]) -> EditResult:
@@ -104,7 +118,8 @@ def chain_result(instruction: str, results: list[EditResult]) -> EditResult:
             timings[k] = timings.get(k, 0.0) + v
     rounds = [{"task": r.task, "args": r.args, "instruction": r.instruction} for r in results]
     return EditResult(last.audio, last.sample_rate, instruction, "multiround",
-                      {"rounds": rounds}, sum(r.seconds for r in results), timings, last.part)
+                      {"rounds": rounds}, sum(r.seconds for r in results), timings, last.part,
+                      [n for r in results for n in r.notes])
 
 
 @dataclass(frozen=True)
@@ -343,28 +358,41 @@ class EditPipeline:
 
     def _edit_round(self, source: UserAudio, rd: Round, cfg: EditSettings, seed: int,
                     progress: Progress) -> tuple[EditResult, UserAudio]:
-        """Stages 3-7 of one round -> ``(result, the next round's source)``; remove and
-        extract with a separator: one forward pass of it (:mod:`~instructme.editing.
-        separation`)."""
+        """Stages 3-7 of one round -> ``(result, the next round's source)``. With a
+        separator, remove and extract are one forward pass of it, and a replace's old
+        instrument is removed by it (:mod:`~instructme.editing.separation`)."""
         t0 = time.perf_counter()
         if self.separator is not None and rd.task in SEPARATED_TASKS:
-            out, part = separate(source, self.separator, rd.args["instrument"], rd.task)
-            dt = time.perf_counter() - t0
-            return EditResult(source.to_layout(out, safe=False), source.sample_rate, rd.text,
-                              rd.task, dict(rd.args), dt, {"separate": dt},
-                              source.to_layout(part, safe=False)), source.next_round(out, None)
+            return self._separate_round(source, rd)
         keep = bool(cfg.preserve) and rd.task in PRESERVING_TASKS
         timings: dict[str, float] = {}
+        notes: list[str] = []
+        kept = None
+        if keep and rd.task == "replace" and self.separator is not None:
+            t = time.perf_counter()
+            kept, _, found = separate(source, self.separator, rd.args["instrument"], "remove")
+            notes += [] if found else [absent_notice(rd.args["instrument"])]
+            timings["separate"] = time.perf_counter() - t
         src = torch.from_numpy(source.model)[None].to(self.device)  # [1, N']
         cond = self._encode(src, rd.text, timings)  # 3. encode, 4. condition
         z = self._sample(cond, cfg, seed, progress, timings)  # 5. sample
         y, ref = self._decode(z, cond.z_src if keep else None, src.shape[-1], timings)  # 6.
         t1 = time.perf_counter()
-        out, part, nxt = self._compose(source, rd.task, y, ref, bool(cfg.preserve))  # 7.
+        out, part, nxt = self._compose(source, rd.task, y, ref, bool(cfg.preserve), kept)  # 7.
         timings["output"] = time.perf_counter() - t1
         result = EditResult(out, source.sample_rate, rd.text, rd.task, dict(rd.args),
-                            time.perf_counter() - t0, timings, part)
+                            time.perf_counter() - t0, timings, part, notes)
         return result, nxt
+
+    def _separate_round(self, source: UserAudio, rd: Round) -> tuple[EditResult, UserAudio]:
+        """A remove or extract by the separator -> ``(result, the next round's source)``."""
+        t0 = time.perf_counter()
+        out, part, found = separate(source, self.separator, rd.args["instrument"], rd.task)
+        dt = time.perf_counter() - t0
+        notes = [] if found else [absent_notice(rd.args["instrument"])]
+        return EditResult(source.to_layout(out, safe=False), source.sample_rate, rd.text,
+                          rd.task, dict(rd.args), dt, {"separate": dt},
+                          source.to_layout(part, safe=False), notes), source.next_round(out, None)
 
     def _encode(self, src: torch.Tensor, text: str, timings: dict[str, float]) -> Conditioning:
         """Stages 3 and 4: ``src [1, N']`` -> source latents, chord probabilities and the
@@ -413,14 +441,17 @@ class EditPipeline:
         return y.float().cpu().numpy(), ref
 
     def _compose(self, source: UserAudio, task: str, y: np.ndarray, ref: np.ndarray | None,
-                 preserve: bool) -> tuple[np.ndarray, np.ndarray | None, UserAudio]:
+                 preserve: bool, kept: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray | None, UserAudio]:
         """Stage 7: the output in the input's layout, the edited part (or None) and the next
         round's source. With ``ref`` (a preserving task) the generated ``y [N']`` guides gains
-        on the user's audio (:mod:`instructme.editing.preserve`), else ``y`` is the output."""
+        on the user's audio (:mod:`instructme.editing.preserve`), else ``y`` is the output;
+        ``kept`` (a replace with a separator): the source without the old instrument."""
         part = None
         if ref is not None:
             g = guide(ref, y, self.sample_rate, task)
-            out_cn, part_cn = compose(source.audio, source.sample_rate, g, task, source.gain)
+            out_cn, part_cn = compose(source.audio, source.sample_rate, g, task, source.gain,
+                                      kept)
             part = source.to_layout(part_cn, safe=False)
         else:
             out_cn = source.from_model(y)
@@ -429,33 +460,6 @@ class EditPipeline:
         if preserve and task == "extract":  # the generated mix is the part
             part = out.copy()
         return out, part, source.next_round(user, None if ref is not None else y)
-
-
-def build_tiny_pipeline(directory: str | Path, seed: int = 0,
-                        defaults: EditSettings | None = None) -> Path:
-    """Write an UNTRAINED pipeline of ``tiny`` presets (hash text encoder) to ``directory``
-    in about a second, for tests of the CLI and the web UI (``defaults``: its edit settings).
-
-    A freshly initialised editor predicts exactly zero (zero-initialised output layers);
-    those layers get small random weights here, so that the output depends on the source,
-    the instruction and the seed as a trained model's does.
-    """
-    from instructme.models.chord import ChordConfig, ChordRecognizer
-    from instructme.models.text import TextEncoderConfig
-    from instructme.models.unet import EditorConfig, EditorUNet
-    from instructme.models.vae import AudioVAE, VAEConfig
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        vae = AudioVAE(VAEConfig.preset("tiny"))
-        chord = ChordRecognizer(ChordConfig.preset("tiny"))
-        editor = EditorUNet(EditorConfig.preset("tiny"))
-        with torch.no_grad():
-            for p in editor.parameters():
-                if p.dim() > 1 and not p.any():
-                    p.normal_(0.0, 0.05)
-    text = TextEncoderConfig(kind="hash", dim=editor.config.text_dim)
-    return write_pipeline_folder(directory, vae, chord, editor, text, defaults)
 
 
 def load_pipeline(model: str | Path | EditPipeline | None = None,

@@ -179,13 +179,15 @@ def apply_keep(audio: np.ndarray, sample_rate: int, g: Guide) -> np.ndarray:
     return out
 
 
-def compose(audio: np.ndarray, sample_rate: int, g: Guide, task: str, gain: float
-            ) -> tuple[np.ndarray, np.ndarray]:
+def compose(audio: np.ndarray, sample_rate: int, g: Guide, task: str, gain: float,
+            kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The source-preserving output and the edited part (see the module table).
 
     ``audio``: the user's source ``[C, N]`` at ``sample_rate`` and its own level; ``gain``:
-    model level / user level (the added part is divided by it). Returns ``(output, part)``,
-    both ``[C, N]`` float32 at the user's rate and level.
+    model level / user level (the added part is divided by it); ``kept``: what stays of the
+    source ``[C, N]`` when something better than ``K * audio`` has it (a replace whose old
+    instrument the stem separator removed). Returns ``(output, part)``, both ``[C, N]``
+    float32 at the user's rate and level.
     """
     c, n = audio.shape
     added = np.zeros((c, n), dtype=np.float32)
@@ -195,7 +197,8 @@ def compose(audio: np.ndarray, sample_rate: int, g: Guide, task: str, gain: floa
         added = np.repeat(a[None].astype(np.float32), c, axis=0)
     if task == "add":
         return (audio + added).astype(np.float32), added
-    kept = apply_keep(audio, sample_rate, g)
+    if kept is None:
+        kept = apply_keep(audio, sample_rate, g)
     if task == "remove":
         return kept, (audio - kept).astype(np.float32)
     if task == "extract":

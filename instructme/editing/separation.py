@@ -9,6 +9,10 @@ keeps its waveform, bandwidth and stereo image::
 
     extracted = M * audio  (per channel, at the user's rate)
     extract X -> extracted;   remove X -> audio - extracted      (they sum to the input)
+    replace X with Y -> (audio - extracted) + the generated Y    (:mod:`~.preserve`)
+
+An instrument that does not sound (extracted power more than :data:`PRESENT_DB` below the
+input's) is reported as absent, and its part is silence rather than the mask's leakage.
 
 :func:`split_stems` does this for every class the separator knows and returns the classes
 that sound plus ``other`` (the rest): the stems sum back to the input.
@@ -49,17 +53,34 @@ def class_mask(separator: torch.nn.Module, model_audio: np.ndarray, instrument: 
                  cfg.n_fft)
 
 
+def sounds(part: np.ndarray, audio: np.ndarray) -> bool:
+    """Whether ``part [C, N]`` is within :data:`PRESENT_DB` of ``audio [C, N]``'s power."""
+    mix_power = float(np.mean(np.square(audio, dtype=np.float64))) + 1e-12
+    power = float(np.mean(np.square(part, dtype=np.float64)))
+    return bool(10 * np.log10(power / mix_power + 1e-12) > PRESENT_DB)
+
+
 def separate(source: UserAudio, separator: torch.nn.Module, instrument: str, task: str
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """``(output, part)`` of remove / extract ``instrument``, both ``[C, N]`` float32 at the
-    user's rate and level (``part``: what was removed or extracted)."""
+             ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(output, part, found)`` of remove / extract ``instrument``: output and part
+    ``[C, N]`` float32 at the user's rate and level (``part``: what was removed or
+    extracted). An instrument that does not sound (``found`` False, :func:`sounds`) gives a
+    silent part: extract returns silence, remove the input unchanged."""
     if task not in SEPARATED_TASKS:
         raise ValueError(f"the separator answers {SEPARATED_TASKS}, not {task!r}")
     extracted = apply_keep(source.audio, source.sample_rate,
                            class_mask(separator, source.model, instrument))
+    found = sounds(extracted, source.audio)
+    if not found:
+        extracted = np.zeros_like(source.audio, dtype=np.float32)
     if task == "extract":
-        return extracted, extracted
-    return (source.audio - extracted).astype(np.float32), extracted
+        return extracted, extracted, found
+    return (source.audio - extracted).astype(np.float32), extracted, found
+
+
+def absent_notice(instrument: str) -> str:
+    """The one-line notice of an edit whose instrument the separator did not hear."""
+    return f"no {instrument} heard in the input: its part is silent"
 
 
 def split_stems(source: UserAudio, separator: torch.nn.Module | None,
@@ -71,12 +92,10 @@ def split_stems(source: UserAudio, separator: torch.nn.Module | None,
         raise CheckpointError("this pipeline has no separator/ (splitting into stems needs "
                               "one)")
     names = tuple(instruments) if instruments else tuple(separator.config.instruments)
-    mix_power = float(np.mean(np.square(source.audio, dtype=np.float64))) + 1e-12
     stems: dict[str, np.ndarray] = {}
     for name in names:
-        _, part = separate(source, separator, name, "extract")
-        power = float(np.mean(np.square(part, dtype=np.float64)))
-        if 10 * np.log10(power / mix_power + 1e-12) > PRESENT_DB:
+        _, part, found = separate(source, separator, name, "extract")
+        if found:
             stems[name] = part
     rest = source.audio.astype(np.float64) - sum((s.astype(np.float64) for s in stems.values()),
                                                  np.zeros_like(source.audio, np.float64))
