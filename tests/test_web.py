@@ -399,3 +399,59 @@ def test_generated_mix_on_request(studio) -> None:
                                                     "instruction": "remove the drums",
                                                     "preserve": "maybe"})
     assert status == 400 and "error" in bad
+
+
+def test_split_into_stems(tmp_path: Path) -> None:
+    from instructme.instructions import parse_split
+
+    pipe = GatedPipeline(tiny_pipeline(tmp_path / "pipeline", separator=True))
+    app = create_app(pipe, StudioSettings(store_root=tmp_path / "store"))
+    server = start_in_thread(app)
+    try:
+        client = Client(server.url)
+        status, info = client.json("GET", "/api/info")
+        assert status == 200 and info["split"] is True
+        assert all(parse_split(t) is not None for t in info["suggestions"]["split"])
+        item = _upload_ok(client, 1.5, 22050)
+        status, job = client.json("POST", "/api/edit", {"audio": item["id"],
+                                                        "instruction": "split this into stems"})
+        assert status == 200 and job["kind"] == "split", job
+        job = client.wait_job(job["job"])
+        assert job["state"] == "done", job["error"]
+        assert job["task"] == "split" and job["result"] is None
+        stems = job["stems"]
+        names = [s["instrument"] for s in stems]
+        assert names[-1] == "other" and len(names) >= 2
+        _, _, data = client.request("GET", item["audio_url"])
+        x, _ = sf.read(io.BytesIO(data))
+        total = np.zeros_like(x)
+        for stem in stems:
+            assert stem["kind"] == "stem" and stem["parent"] == item["id"]
+            assert stem["name"] == f"my clip - {stem['instrument']}.wav"
+            status, headers, data = client.request("GET", stem["audio_url"] + "?download=1")
+            assert status == 200 and headers["content-disposition"].startswith("attachment")
+            total += sf.read(io.BytesIO(data))[0]
+            status, _, png = client.request("GET", stem["spectrogram_url"])
+            assert status == 200 and png[:4] == b"\x89PNG"
+        np.testing.assert_allclose(total, x, atol=2e-3)  # 16-bit files sum to the source
+        status, job = client.json("POST", "/api/edit", {"audio": item["id"],
+                                                        "instruction": "split into drums and "
+                                                                       "the rest"})
+        job = client.wait_job(job["job"])
+        assert {s["instrument"] for s in job["stems"]} <= {"drums", "other"}
+        assert job["args"] == {"instruments": ["drums"]}
+        status, body = client.json("POST", "/api/edit", {"audio": item["id"],
+                                                         "instruction": "split into kazoos"})
+        assert status == 400 and "kazoos" in body["error"]
+    finally:
+        server.stop()
+
+
+def test_split_needs_a_separator(studio) -> None:
+    client, _, _ = studio
+    item = _upload_ok(client)
+    status, info = client.json("GET", "/api/info")
+    assert info["split"] is False and "split" not in info["suggestions"]
+    status, body = client.json("POST", "/api/edit", {"audio": item["id"],
+                                                     "instruction": "split this into stems"})
+    assert status == 400 and "no stem separator" in body["error"]

@@ -2,8 +2,9 @@
 
 Uploads a clip, waits in the queue behind another edit (the page shows its position), edits
 with the tiny pipeline, checks that Chromium decodes the result, chains a second round, steps
-back in the history, and shows errors for a bad file and an unknown instruction. Saves
-``test-artifacts/web-studio.png``.
+back in the history, shows errors for a bad file and an unknown instruction, splits a clip
+into stems (a player, spectrogram and download each) and edits one stem further. Saves
+``test-artifacts/web-studio.png`` and ``test-artifacts/web-studio-stems.png``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory):
     from instructme.web.server import start_in_thread
 
     root = tmp_path_factory.mktemp("browser")
-    pipe = GatedPipeline(tiny_pipeline(root / "pipeline", steps=4))
+    pipe = GatedPipeline(tiny_pipeline(root / "pipeline", steps=4, separator=True))
     examples = root / "examples"
     examples.mkdir()
     write_wav(examples / "example-chords.wav", 2.0)
@@ -169,3 +170,24 @@ def test_studio_in_chromium(studio, browser, tmp_path: Path) -> None:
     _wait(driver, lambda d: "example-chords.wav" in d.find_element(By.ID, "source-name").text,
           what="the example")
     assert not driver.find_element(By.ID, "error").is_displayed()
+
+    # Split into stems: one player, spectrogram and download per stem; then edit one.
+    box.clear()
+    box.send_keys("split this into stems")
+    driver.find_element(By.ID, "run").click()
+    ready = ("const f = [...document.querySelectorAll('#stems figure')];"
+             "return f.length >= 2 && f.every(x => x.querySelector('audio').readyState >= 1"
+             " && x.querySelector('img').complete && x.querySelector('img').naturalWidth > 0);")
+    _wait(driver, lambda d: _js(d, ready), what="the stems")
+    figures = driver.find_elements(By.CSS_SELECTOR, "#stems figure")
+    names = [f.get_attribute("data-instrument") for f in figures]
+    assert names[-1] == "other"
+    links = [f.find_element(By.CSS_SELECTOR, "a.button").get_attribute("href") for f in figures]
+    assert all(h.endswith("?download=1") for h in links)
+    assert "sum to the source" in driver.find_element(By.ID, "stems-info").text
+    assert driver.save_screenshot(str(ARTIFACTS / "web-studio-stems.png"))
+    figures[0].find_element(By.TAG_NAME, "button").click()
+    _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history li")) == 2,
+          what="the stem as a round")
+    assert f"stem: {names[0]}" in driver.find_elements(By.CSS_SELECTOR, "#history li")[1].text
+    assert not driver.find_element(By.ID, "stems-section").is_displayed()

@@ -15,13 +15,27 @@ import numpy as np
 import soundfile as sf
 
 
-def tiny_pipeline(folder: Path, steps: int = 3) -> Any:
+def tiny_pipeline(folder: Path, steps: int = 3, separator: bool = False) -> Any:
     """An untrained tiny :class:`EditPipeline` on CPU (built in a second or two) whose
-    folder's default is ``steps`` sampler steps."""
+    folder's default is ``steps`` sampler steps; with ``separator`` a random tiny stem
+    separator whose masks depend on the input."""
+    import torch
+
+    from instructme.checkpoint import save_model
     from instructme.editing.pipeline import EditPipeline, build_tiny_pipeline
     from instructme.editing.settings import EditSettings
+    from instructme.models.separator import Separator, SeparatorConfig
 
     build_tiny_pipeline(folder, seed=0, defaults=EditSettings(steps=steps))
+    if separator:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            sep = Separator(SeparatorConfig.preset("tiny"))
+            with torch.no_grad():  # untrained masks are ~0.5 everywhere
+                for p in sep.parameters():
+                    if p.dim() > 1:
+                        p.normal_(0.0, 0.3)
+        save_model(sep, folder / "separator")
     return EditPipeline.from_pretrained(folder, device="cpu")
 
 
@@ -34,12 +48,19 @@ class GatedPipeline:
         self.gate = threading.Event()
         self.gate.set()
         self.calls: list[str] = []
+        self.separator = getattr(pipe, "separator", None)
 
     def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str, **kw: Any) -> Any:
         self.calls.append(instruction)
         if not self.gate.wait(60):
             raise RuntimeError("test gate never opened")
         return self.pipe(audio, sample_rate, instruction, **kw)
+
+    def split(self, audio: np.ndarray, sample_rate: int, instruments: Any = None) -> Any:
+        self.calls.append("split")
+        if not self.gate.wait(60):
+            raise RuntimeError("test gate never opened")
+        return self.pipe.split(audio, sample_rate, instruments)
 
 
 def clip(seconds: float, sample_rate: int = 16000, channels: int = 1, seed: int = 0

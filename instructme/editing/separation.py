@@ -87,15 +87,24 @@ def split_stems(source: UserAudio, separator: torch.nn.Module | None,
                 instruments: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Class -> ``[C, N]`` stem for every class (of ``instruments``, default all the
     separator knows) that sounds, plus ``"other"``: the input minus them (so the stems sum to
-    the input)."""
+    the input).
+
+    The classes' masks are queried independently, so in a bin where they add up to more
+    than 1 they are divided by their sum (the masks then share the bin's energy, as in
+    Wiener-style multi-source filtering; Open-Unmix, Stoter et al. 2019) and ``other`` never
+    has to cancel an over-estimate.
+    """
     if separator is None:
         raise CheckpointError("this pipeline has no separator/ (splitting into stems needs "
                               "one)")
     names = tuple(instruments) if instruments else tuple(separator.config.instruments)
+    guides = {name: class_mask(separator, source.model, name) for name in names}
+    total = np.maximum(1.0, sum(g.keep for g in guides.values()))  # [F, T]
     stems: dict[str, np.ndarray] = {}
-    for name in names:
-        _, part, found = separate(source, separator, name, "extract")
-        if found:
+    for name, g in guides.items():
+        g.keep = g.keep / total
+        part = apply_keep(source.audio, source.sample_rate, g)
+        if sounds(part, source.audio):
             stems[name] = part
     rest = source.audio.astype(np.float64) - sum((s.astype(np.float64) for s in stems.values()),
                                                  np.zeros_like(source.audio, np.float64))

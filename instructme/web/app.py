@@ -16,7 +16,11 @@ Endpoints (every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status
   unset ones are the pipeline's) at once, then queues the edit -> ``{"job": id, ...status}``.
 - ``GET /api/jobs/{id}``: ``state`` (queued/running/done/error), queue ``position``, sampler
   ``step``/``total``, the parsed ``task``/``args``, the ``result`` clip (and the edited
-  ``part`` alone, when the output kept the source) or the ``error``.
+  ``part`` alone, when the output kept the source), ``notes`` (one-line notices) or the
+  ``error``. A split request ("split this into stems",
+  :func:`~instructme.instructions.split.parse_split`; needs the pipeline's stem separator,
+  ``"split"`` in ``/api/info``) is a job of ``kind`` ``"split"`` whose ``stems`` are clips,
+  each with its ``instrument``, that sum to the source.
 
 Clips are named by ids only (:mod:`instructme.web.store`). Before any route runs
 (:mod:`instructme.web.guard`): the ``Host`` must be one this server answers (400), a POST from
@@ -153,6 +157,7 @@ def suggestions(seed: int = 0) -> dict[str, list[str]]:
         out[task] = list(dict.fromkeys(texts))
     out["multiround"] = ["remove the drums then add a piano",
                          "replace the guitar with strings, then remix it as jazz"]
+    out["split"] = ["split this into stems", "split into drums, bass and the rest"]
     return out
 
 
@@ -245,6 +250,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 def _page_routes(app: FastAPI, cfg: StudioSettings, pipeline: Pipeline) -> None:
     tips = suggestions()
+    can_split = getattr(pipeline, "separator", None) is not None
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -263,7 +269,9 @@ def _page_routes(app: FastAPI, cfg: StudioSettings, pipeline: Pipeline) -> None:
                        "max_store_mb": cfg.max_store_mb},
             "formats": list(UPLOAD_SUFFIXES),
             "defaults": {**pipeline.defaults.folder_defaults(), "seed": EditSettings().seed},
-            "suggestions": tips,
+            "suggestions": tips if can_split else {k: v for k, v in tips.items()
+                                                   if k != "split"},
+            "split": can_split,
             "examples": [{"name": e["name"], "seconds": e["seconds"]}
                          for e in examples.values()],
         }
@@ -345,6 +353,7 @@ def _item(store: AudioStore, item_id: str) -> AudioItem:
 def _edit_routes(app: FastAPI, cfg: StudioSettings, pipeline: Pipeline, worker: EditWorker,
                  store: AudioStore) -> None:
     from instructme.editing.pipeline import plan_rounds
+    from instructme.instructions import parse_split
 
     @app.post("/api/edit")
     def submit(req: EditRequest) -> dict[str, Any]:
@@ -356,11 +365,16 @@ def _edit_routes(app: FastAPI, cfg: StudioSettings, pipeline: Pipeline, worker: 
         if (settings.steps or 0) > cfg.max_steps:
             raise HTTPException(400, f"steps: at most {cfg.max_steps} on this server")
         try:
-            plan_rounds(req.instruction)
+            split = parse_split(req.instruction)
+            if split is None:
+                plan_rounds(req.instruction)
         except InstructMEError as e:
             raise HTTPException(400, str(e)) from None
+        if split is not None and getattr(pipeline, "separator", None) is None:
+            raise HTTPException(400, "this model has no stem separator, so it cannot split "
+                                "into stems (start the studio with a pipeline that has one)")
         try:
-            job = worker.submit(req.audio, req.instruction.strip(), settings)
+            job = worker.submit(req.audio, req.instruction.strip(), settings, split)
         except QueueFull as e:
             raise HTTPException(503, str(e)) from None
         return {"job": job.id, **worker.status(job.id)}

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,13 +40,18 @@ class EditResultLike(Protocol):
 
 class Pipeline(Protocol):
     """What the studio needs of :class:`instructme.editing.pipeline.EditPipeline`: its
-    folder's default settings and a call that edits ``audio`` (``[N]`` or ``[N, C]``)."""
+    folder's default settings, a call that edits ``audio`` (``[N]`` or ``[N, C]``), and its
+    stem separator (None: no splits) with ``split``."""
 
     defaults: EditSettings
+    separator: Any
 
     def __call__(self, audio: np.ndarray, sample_rate: int, instruction: str, *,
                  settings: EditSettings,
                  progress: Callable[[int, int], None] | None) -> EditResultLike: ...
+
+    def split(self, audio: np.ndarray, sample_rate: int,
+              instruments: Sequence[str] | None = None) -> dict[str, np.ndarray]: ...
 
 
 class QueueFull(InstructMEError):
@@ -59,7 +64,8 @@ class Cancelled(InstructMEError):
 
 @dataclass
 class Job:
-    """One requested edit of clip ``audio_id``."""
+    """One requested edit of clip ``audio_id``; with ``split`` (the classes; empty: all) a
+    split into stems (:func:`instructme.instructions.split.parse_split`)."""
 
     id: str
     audio_id: str
@@ -76,6 +82,9 @@ class Job:
     seconds: float | None = None
     created: float = field(default_factory=time.time)
     finished: float | None = None
+    split: tuple[str, ...] | None = None
+    stem_ids: list[tuple[str, str]] = field(default_factory=list)  # (class, clip id)
+    notes: list[str] = field(default_factory=list)  # one-line notices of the edit
 
 
 class EditWorker:
@@ -96,10 +105,11 @@ class EditWorker:
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, audio_id: str, instruction: str, settings: EditSettings) -> Job:
-        """Queue an edit with complete ``settings``; raises :class:`QueueFull` when
-        ``max_queue`` edits already wait."""
-        job = Job(new_id(), audio_id, instruction, settings)
+    def submit(self, audio_id: str, instruction: str, settings: EditSettings,
+               split: tuple[str, ...] | None = None) -> Job:
+        """Queue an edit with complete ``settings`` (with ``split``: a split into those
+        stems); raises :class:`QueueFull` when ``max_queue`` edits already wait."""
+        job = Job(new_id(), audio_id, instruction, settings, split=split)
         with self._cond:
             if self._stop:
                 raise QueueFull("the studio is shutting down")
@@ -133,8 +143,10 @@ class EditWorker:
                 "error": job.error,
                 "task": job.task, "args": job.args,
                 "seconds": job.seconds, "result": None, "part": None,
+                "kind": "edit" if job.split is None else "split", "stems": None,
+                "notes": list(job.notes),
             }
-            result_id, part_id = job.result_id, job.part_id
+            result_id, part_id, stem_ids = job.result_id, job.part_id, list(job.stem_ids)
         if result_id is not None:
             try:
                 out["result"] = self.store.get(result_id).public()
@@ -143,6 +155,12 @@ class EditWorker:
         if part_id is not None:
             with contextlib.suppress(KeyError):
                 out["part"] = self.store.get(part_id).public()
+        if stem_ids:
+            try:
+                out["stems"] = [{"instrument": name, **self.store.get(i).public()}
+                                for name, i in stem_ids]
+            except KeyError:
+                out["error"] = "the stems have expired; split again"
         return out
 
     def busy_audio(self) -> set[str]:
@@ -187,44 +205,65 @@ class EditWorker:
                 job.state = "running"
                 self._running = job
             try:
-                self._edit(job)
+                self._attempt(job)
             finally:
                 with self._cond:
                     self._running = None
                     job.finished = time.time()
 
-    def _edit(self, job: Job) -> None:
-        def progress(step: int, total: int) -> None:
-            job.step, job.total = int(step), int(total)
-            if self._stop:
-                raise Cancelled("the studio shut down during this edit")
-
+    def _attempt(self, job: Job) -> None:
+        """Run ``job`` (an edit or a split); any failure becomes its one-line ``error``."""
         try:
-            x, sr = self.store.load(job.audio_id)
-            res = self.pipeline(x, sr, job.instruction, settings=job.settings,
-                                progress=progress)
-            source = self.store.get(job.audio_id)
-            origin = source.origin or source.name
-            name = safe_name(f"{origin.rsplit('.', 1)[0]} - {job.instruction[:40]}.wav")
-            item = self.store.add_array(np.asarray(res.audio, dtype=np.float32).reshape(-1),
-                                        res.sample_rate, name, kind="result",
-                                        parent=job.audio_id, instruction=job.instruction,
-                                        origin=origin)
-            part = getattr(res, "part", None)  # the edited part alone (source-preserving)
-            if part is not None:
-                job.part_id = self.store.add_array(
-                    np.asarray(part, dtype=np.float32).reshape(-1), res.sample_rate,
-                    safe_name(f"{name[:-4]} - part.wav"), kind="part", parent=job.audio_id,
-                    instruction=job.instruction, origin=origin).id
+            self._split(job) if job.split is not None else self._edit(job)
         except KeyError:
             job.state, job.error = "error", "the source clip has expired; upload it again"
         except InstructMEError as e:
             job.state, job.error = "error", str(e)
         except Exception as e:  # a bug: keep serving, say so, log the traceback
-            log.exception("edit %s failed", job.id)
+            log.exception("job %s failed", job.id)
             job.state, job.error = "error", f"internal error: {type(e).__name__}: {e}"
         else:
-            job.task, job.args = res.task, dict(res.args)
-            job.seconds = float(res.seconds)
-            job.result_id = item.id
             job.state = "done"
+
+    def _split(self, job: Job) -> None:
+        """A split: one stored clip per stem that sounds, plus ``other``."""
+        x, sr = self.store.load(job.audio_id)
+        t0 = time.perf_counter()
+        stems = self.pipeline.split(x, sr, job.split or None)
+        source = self.store.get(job.audio_id)
+        origin = source.origin or source.name
+        for name, stem in stems.items():
+            item = self.store.add_array(
+                np.asarray(stem, dtype=np.float32).reshape(-1), sr,
+                safe_name(f"{origin.rsplit('.', 1)[0]} - {name}.wav"), kind="stem",
+                parent=job.audio_id, instruction=job.instruction, origin=origin)
+            job.stem_ids.append((name, item.id))
+        job.task, job.args = "split", {"instruments": list(job.split or ())}
+        job.seconds = time.perf_counter() - t0
+
+    def _edit(self, job: Job) -> None:
+        """An edit: the result clip and, when the output kept the source, the part alone."""
+
+        def progress(step: int, total: int) -> None:
+            job.step, job.total = int(step), int(total)
+            if self._stop:
+                raise Cancelled("the studio shut down during this edit")
+
+        x, sr = self.store.load(job.audio_id)
+        res = self.pipeline(x, sr, job.instruction, settings=job.settings, progress=progress)
+        source = self.store.get(job.audio_id)
+        origin = source.origin or source.name
+        name = safe_name(f"{origin.rsplit('.', 1)[0]} - {job.instruction[:40]}.wav")
+        item = self.store.add_array(np.asarray(res.audio, dtype=np.float32).reshape(-1),
+                                    res.sample_rate, name, kind="result", parent=job.audio_id,
+                                    instruction=job.instruction, origin=origin)
+        part = getattr(res, "part", None)  # the edited part alone (source-preserving)
+        if part is not None:
+            job.part_id = self.store.add_array(
+                np.asarray(part, dtype=np.float32).reshape(-1), res.sample_rate,
+                safe_name(f"{name[:-4]} - part.wav"), kind="part", parent=job.audio_id,
+                instruction=job.instruction, origin=origin).id
+        job.notes = list(getattr(res, "notes", []))
+        job.task, job.args = res.task, dict(res.args)
+        job.seconds = float(res.seconds)
+        job.result_id = item.id

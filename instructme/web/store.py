@@ -105,7 +105,7 @@ class AudioItem:
     path: Path
     sample_rate: int
     seconds: float
-    kind: str  # upload | example | result | part
+    kind: str  # upload | example | result | part | stem
     created: float
     last_used: float
     parent: str | None = None

@@ -8,6 +8,7 @@ const state = {
   info: null,
   rounds: [],   // [{audio: clip, instruction, task, args, seconds}]; rounds[0] is the upload
   current: -1,  // index of the round whose audio the next edit starts from
+  stems: null,  // the last split: {instruction, seconds, base, stems: [clip + instrument]}
   busy: false,
 };
 
@@ -40,6 +41,11 @@ function describe(task, args) {
   }
   if (task === "replace") return `replace ${args.instrument} → ${args.new_instrument}`;
   if (task === "remix") return args.style ? `remix as ${args.style}` : "remix";
+  if (task === "split") {
+    if (args.instrument) return `stem: ${args.instrument}`;
+    const named = (args.instruments || []).join(", ");
+    return named ? `split into ${named} + other` : "split into stems";
+  }
   return `${task} ${args.instrument || ""}`.trim();
 }
 
@@ -62,6 +68,56 @@ function showClip(prefix, clip) {
   $(`${prefix}-name`).textContent = `${clip.name} · ${fmtSeconds(clip.seconds)}`;
 }
 
+function stemFigure(stem) {
+  const fig = document.createElement("figure");
+  fig.className = "panel stem";
+  fig.dataset.instrument = stem.instrument;
+  const caption = document.createElement("figcaption");
+  caption.textContent = `${stem.instrument} · ${fmtSeconds(stem.seconds)}`;
+  const player = document.createElement("audio");
+  player.controls = true;
+  player.preload = "metadata";
+  player.src = stem.audio_url;
+  const img = document.createElement("img");
+  img.src = stem.spectrogram_url;
+  img.alt = `${stem.instrument} spectrogram`;
+  const row = document.createElement("div");
+  row.className = "row";
+  const link = document.createElement("a");
+  link.className = "button";
+  link.href = `${stem.audio_url}?download=1`;
+  link.setAttribute("download", stem.name);
+  link.textContent = "Download WAV";
+  const use = document.createElement("button");
+  use.type = "button";
+  use.textContent = "Edit this stem →";
+  use.addEventListener("click", () => useStem(stem));
+  row.append(link, use);
+  fig.append(caption, player, img, row);
+  return fig;
+}
+
+function renderStems() {
+  const split = state.stems;
+  $("stems-section").hidden = !split;
+  if (!split) return;
+  $("stems-info").textContent = `“${split.instruction}”: ${split.stems.length} stems `
+    + `(they sum to the source) in ${fmtSeconds(split.seconds)}`;
+  $("stems").replaceChildren(...split.stems.map(stemFigure));
+}
+
+function useStem(stem) {
+  if (state.busy || !state.stems) return;
+  const base = state.stems.base;
+  state.rounds = state.rounds.slice(0, base + 1);
+  state.rounds.push({ audio: stem, part: null, instruction: state.stems.instruction,
+    task: "split", args: { instrument: stem.instrument }, seconds: state.stems.seconds });
+  state.current = base + 1;
+  state.stems = null;
+  render();
+  $("instruction").focus();
+}
+
 function render() {
   const source = state.rounds[state.current];
   const next = state.rounds[state.current + 1];
@@ -80,6 +136,7 @@ function render() {
     $("download-part").href = `${next.part.audio_url}?download=1`;
     $("download-part").setAttribute("download", next.part.name);
   }
+  renderStems();
   $("run").disabled = state.busy || !source;
   $("file").disabled = state.busy;  // a new source mid-edit would mix up the rounds
   $("load-example").disabled = state.busy || !(state.info && state.info.examples.length);
@@ -104,6 +161,7 @@ function render() {
 function setSource(clip) {
   state.rounds = [{ audio: clip, instruction: null }];
   state.current = 0;
+  state.stems = null;
   render();
 }
 
@@ -180,18 +238,29 @@ async function runEdit(event) {
         const ahead = job.ahead === 1 ? "1 edit" : `${job.ahead} edits`;
         setStatus(`Waiting in queue: position ${job.position} (${ahead} ahead)`, 0, 0);
       } else {
-        setStatus(job.total ? `Editing: step ${job.step} / ${job.total}` : "Editing…",
+        const doing = job.kind === "split" ? "Splitting into stems…" : "Editing…";
+        setStatus(job.total ? `Editing: step ${job.step} / ${job.total}` : doing,
           job.step, job.total);
       }
       await sleep(300);
       job = await api(`/api/jobs/${id}`);
     }
-    if (job.state === "error" || !job.result) throw new Error(job.error || "the edit failed");
+    if (job.state === "error" || !(job.result || job.stems)) {
+      throw new Error(job.error || "the edit failed");
+    }
+    if (job.stems) {
+      state.stems = { instruction: job.instruction, seconds: job.seconds, base,
+        stems: job.stems };
+      setStatus(`Done: ${describe(job.task, job.args)} in ${fmtSeconds(job.seconds)}`);
+      return;
+    }
+    state.stems = null;
     state.rounds = state.rounds.slice(0, base + 1);
     state.rounds.push({ audio: job.result, part: job.part, instruction: job.instruction,
       task: job.task, args: job.args, seconds: job.seconds });
     state.current = base;
-    setStatus(`Done: ${describe(job.task, job.args)} in ${fmtSeconds(job.seconds)}`);
+    const notes = (job.notes || []).map((n) => ` · note: ${n}`).join("");
+    setStatus(`Done: ${describe(job.task, job.args)} in ${fmtSeconds(job.seconds)}${notes}`);
   } catch (e) {
     setStatus("");
     showError(e.message);
