@@ -146,9 +146,20 @@ def test_trainer_resumes_and_cli(data, tmp_path, capsys) -> None:
     crops = SeparationCrops(songs, model.config, MixSpec(crop_seconds=1.0), 8, seed=2)
     assert set(evaluate_separator(model, crops)) >= {"extract_sisdr", "remove_nothing_sisdr"}
 
+    from instructme.editing.pipeline import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline(tmp_path / "pipe")
+    report = tmp_path / "sep.json"
     assert main(["eval", "separate", "--model", str(out), "--data", str(data), "--items", "4",
-                 "--seconds", "1"]) == 0
-    assert "extract" in capsys.readouterr().out
+                 "--seconds", "1", "--musdb", "--pipeline", str(pipe), "--generated", "1",
+                 "--steps", "1", "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "MUSDB18" in printed and "ideal ratio mask" in printed
+    saved = json.loads(report.read_text())
+    assert set(saved) == {"data", "musdb"}
+    assert saved["data"]["rows"]["generated path"]["count"] == 1
+    assert set(saved["musdb"]["per_class"]) <= {"drums", "bass", "vocals"}
+    assert main(["eval", "separate", "--model", str(out)]) == 2  # no --data, no --musdb
     assert main(["eval", "separate", "--model", str(tmp_path / "none"), "--data", str(data)]
                 ) == 2
     assert main(["train", "separator", "--data", str(tmp_path / "nodata"), "--out",
