@@ -99,3 +99,24 @@ def test_preserve_is_a_recorded_setting(setup, tmp_path):
     for r in sample_records(records, 2, seed=0):
         a, b = (sf.read(d / f"{r['id']}.wav")[0] for d in (out, kept))
         assert a.shape == b.shape and np.allclose(a, b) == (task[r["id"]] == "remix")
+
+
+def test_the_separator_is_a_recorded_setting(setup, tmp_path, capsys):
+    import torch
+
+    from instructme.checkpoint import save_model
+    from instructme.models.separator import Separator, SeparatorConfig
+
+    root, manifest, _, _, _ = setup
+    model = build_tiny_pipeline(tmp_path / "with-separator")
+    torch.manual_seed(0)
+    save_model(Separator(SeparatorConfig.preset("tiny")), model / "separator")
+    out = tmp_path / "edits"
+    args = ["eval", "generate", "--manifest", str(manifest), "--out", str(out), "--model",
+            str(model), "--limit", "2", "--steps", "2", "--quiet"]
+    assert cli.main(args) == 0
+    assert json.loads((out / "generate.json").read_text())["separator"] is True
+    assert cli.main([*args, "--no-separator"]) == 2
+    assert "other settings (separator)" in capsys.readouterr().err
+    assert cli.main([*args[:5], str(tmp_path / "plain"), *args[6:], "--no-separator"]) == 0
+    assert json.loads((tmp_path / "plain" / "generate.json").read_text())["separator"] is False

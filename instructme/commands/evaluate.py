@@ -81,6 +81,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.model, args.device)
+    if args.no_separator:
+        pipe.separator = None  # remove / extract take the generated path
     model_name = str(Path(args.model).resolve()) if args.model else "default"
     res = generate_edits(pipe, args.manifest, args.out, settings, data_dir=args.data,
                          limit=args.limit, model_name=model_name, progress=not args.quiet)
@@ -137,6 +139,9 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="dataset folder (default: the folder above the manifest's folder)")
     g.add_argument("--limit", type=int, default=None,
                    help="edit the seeded sample of N records that 'eval edits --limit N' scores")
+    g.add_argument("--no-separator", action="store_true",
+                   help="remove / extract / replace without the pipeline's stem separator (the "
+                        "generated path, for comparison)")
     add_settings_options(g)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cpu or cuda (default: cuda if available)")

@@ -8,8 +8,9 @@ record runs its rounds' instructions in order, each output the next source) and 
 ``OUT/<r["id"]>.wav``. Files are written atomically, so a finished file is a complete edit and
 an interrupted run resumes where it stopped; ``OUT/generate.json`` records the model and the
 edit settings (:class:`~instructme.editing.settings.EditSettings`, the sampler by its
-scheduler's name), and a folder made with other settings is refused (a folder from before
-the ``preserve`` setting existed holds generated mixes: ``preserve`` false).
+scheduler's name) and whether a stem separator answered; a folder made with other settings
+is refused (one from before the ``preserve`` setting existed holds generated mixes:
+``preserve`` false; one from before the separator, ``separator`` false).
 """
 
 from __future__ import annotations
@@ -59,10 +60,11 @@ def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path,
     sr = dataset_sample_rate(data)
     recorded = {"manifest": str(manifest.resolve()), "model": model_name, "seed": cfg.seed,
                 "limit": limit, "steps": cfg.steps, "guidance": cfg.guidance,
-                "sampler": cfg.sampler_spec.scheduler, "preserve": cfg.preserve}
+                "sampler": cfg.sampler_spec.scheduler, "preserve": cfg.preserve,
+                "separator": getattr(pipe, "separator", None) is not None}
     meta_path = out / SETTINGS_NAME
     if meta_path.is_file():
-        have = {"preserve": False, **json.loads(meta_path.read_text())}
+        have = {"preserve": False, "separator": False, **json.loads(meta_path.read_text())}
         diff = sorted(k for k in recorded if have.get(k) != recorded[k])
         if diff:
             raise ManifestError(f"{out}: holds edits made with other settings ({', '.join(diff)})"
