@@ -98,7 +98,19 @@ def test_keep_gains_on_the_model_grid_are_unchanged():
     k = keep_gains_at(g, SR, N_FFT, g.keep.shape[1])
     trusted = np.arange(k.shape[0]) * SR / N_FFT <= 0.875 * SR / 2
     np.testing.assert_allclose(k[trusted], g.keep[trusted], atol=1e-6)
-    assert user_n_fft(44_100, SR) == 2824 and user_n_fft(SR, SR) == N_FFT
+    assert user_n_fft(SR, SR) == N_FFT
+
+
+@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 32_000, 44_100, 48_000, 96_000,
+                                  7_999, 44_101])
+def test_user_stft_sizes_last_as_long_and_are_fast(rate: int) -> None:
+    n = user_n_fft(rate, SR)
+    assert n % 4 == 0 and abs(n / rate - N_FFT / SR) / (N_FFT / SR) < 0.05
+    for p in (2, 3, 5):
+        while n % p == 0:
+            n //= p
+    assert n == 1  # no prime factor above 5
+    assert user_n_fft(44_100, SR) == 2880
 
 
 def test_remix_has_no_preserving_output():

@@ -160,10 +160,25 @@ def keep_gains_at(g: Guide, sample_rate: int, n_fft: int, frames: int) -> np.nda
     return out
 
 
+def _smooth(n: int) -> bool:
+    """Whether ``n`` has no prime factor above 5 (FFT sizes that pocketfft runs fast)."""
+    for p in (2, 3, 5):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
 def user_n_fft(sample_rate: int, model_rate: int, n_fft: int = N_FFT) -> int:
-    """The STFT size at ``sample_rate`` with the same duration as ``n_fft`` at the model
-    rate (a multiple of 4)."""
-    return max(16, int(round(n_fft * sample_rate / model_rate / 4)) * 4)
+    """The STFT size at ``sample_rate`` closest to the duration of ``n_fft`` at the model
+    rate among multiples of 4 without prime factors above 5 (44.1 kHz: 2880, not 2824 =
+    8 x 353, whose FFT is twice as slow)."""
+    exact = n_fft * sample_rate / model_rate
+    base = max(4, int(round(exact / 4)) * 4)
+    for step in range(0, base, 4):
+        for cand in (base - step, base + step):
+            if cand >= 16 and _smooth(cand):
+                return cand
+    return max(16, base)
 
 
 def apply_keep(audio: np.ndarray, sample_rate: int, g: Guide) -> np.ndarray:

@@ -35,6 +35,7 @@ SEPARATED_TASKS = ("remove", "extract")
 PRESENT_DB = -35.0
 
 
+@torch.no_grad()
 def class_mask(separator: torch.nn.Module, model_audio: np.ndarray, instrument: str) -> Guide:
     """The separator's mask of ``instrument`` for ``model_audio: [N']`` as a :class:`Guide`
     (``keep = M [F, T]`` on the separator's STFT grid)."""
