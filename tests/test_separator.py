@@ -157,7 +157,7 @@ def test_trainer_resumes_and_cli(data, tmp_path, capsys) -> None:
     assert "MUSDB18" in printed and "ideal ratio mask" in printed
     saved = json.loads(report.read_text())
     assert set(saved) == {"data", "musdb"}
-    assert saved["data"]["rows"]["generated path"]["count"] == 1
+    assert saved["data"]["rows"]["generated path [first 1]"]["count"] == 1
     assert set(saved["musdb"]["per_class"]) <= {"drums", "bass", "vocals"}
     assert main(["eval", "separate", "--model", str(out)]) == 2  # no --data, no --musdb
     assert main(["eval", "separate", "--model", str(tmp_path / "none"), "--data", str(data)]

@@ -73,12 +73,12 @@ def _eval_set(title: str, records: list[Any], methods: dict[str, Any],
                          progress=lambda name: print(f"  {name} ...", flush=True))
     if "generated path" in methods and generated_items > 0:
         sub = records[:generated_items]
-        gen = se.evaluate(sub, {"do nothing": se.nothing_method,
-                                "generated path": methods["generated path"]},
+        gen = se.evaluate(sub, {name: methods[name] for name in ("separator", "do nothing",
+                                                                  "generated path")},
                           progress=lambda name: print(f"  {name} ({len(sub)} records) ...",
                                                       flush=True))
-        report["rows"]["generated path"] = gen["rows"]["generated path"]
-        report["rows"]["do nothing (same records)"] = gen["rows"]["do nothing"]
+        for name, row in gen["rows"].items():  # the three on the same (first) records
+            report["rows"][f"{name} [first {len(sub)}]"] = row
     print(se.format_table(report, title))
     return report
 

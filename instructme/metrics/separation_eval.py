@@ -217,17 +217,17 @@ def evaluate(records: Sequence[Record], methods: dict[str, Method],
 
 def format_table(report: dict[str, Any], title: str) -> str:
     """The report of one set as a text table (SI-SDR and SDR, dB)."""
-    lines = [title, f"  {'method':<18} {'extract':>16} {'remove':>16} {'remove beats':>13}"
+    lines = [title, f"  {'method':<28} {'extract':>16} {'remove':>16} {'remove beats':>13}"
                     f" {'records':>8}",
-             f"  {'':<18} {'SI-SDR':>8}{'SDR':>8} {'SI-SDR':>8}{'SDR':>8} {'nothing':>13}"]
+             f"  {'':<28} {'SI-SDR':>8}{'SDR':>8} {'SI-SDR':>8}{'SDR':>8} {'nothing':>13}"]
     for name, r in report["rows"].items():
-        lines.append(f"  {name:<18} {r['extract_sisdr']:8.2f}{r['extract_sdr']:8.2f} "
+        lines.append(f"  {name:<28} {r['extract_sisdr']:8.2f}{r['extract_sdr']:8.2f} "
                      f"{r['remove_sisdr']:8.2f}{r['remove_sdr']:8.2f} "
                      f"{100 * r['remove_better']:12.0f}% {r['count']:8d}")
     if report["per_class"]:
         lines.append("  separator per class:")
         for cls, r in report["per_class"].items():
-            lines.append(f"    {cls:<16} {r['extract_sisdr']:8.2f}{r['extract_sdr']:8.2f} "
+            lines.append(f"    {cls:<26} {r['extract_sisdr']:8.2f}{r['extract_sdr']:8.2f} "
                          f"{r['remove_sisdr']:8.2f}{r['remove_sdr']:8.2f} {'':>13} "
                          f"{r['count']:8d}")
     return "\n".join(lines)
