@@ -62,3 +62,23 @@ def test_musdb_records_are_the_known_classes() -> None:
     recs = se.musdb_records(stems, ("drums", "bass", "vocals", "piano"))
     assert [r.instrument for r in recs] == ["drums", "bass"]  # silent vocals dropped
     assert se.musdb_records(None, ("drums",)) == []
+
+
+def test_presence_counts_heard_and_silenced_queries() -> None:
+    records = _records()
+    model = Separator(SeparatorConfig.preset("tiny"))
+    with torch.no_grad():  # an all-pass separator: the mask is 1 everywhere
+        for p in model.parameters():
+            p.zero_()
+        for head in model.heads:
+            head[-1].bias.fill_(20.0)
+    p = se.presence(model, records, records[:2])
+    assert p["heard"] == 1.0 and p["silenced"] == 0.0  # everything comes through
+    assert p["present"]["count"] == 3 and p["absent"]["count"] == 2
+    assert abs(p["present"]["quartiles_db"][1]) < 1.0  # the extract is the whole mix
+    with torch.no_grad():  # a deaf separator: every query is silenced
+        for head in model.heads:
+            head[-1].bias.fill_(-20.0)
+    p = se.presence(model, records, records)
+    assert p["heard"] == 0.0 and p["silenced"] == 1.0
+    assert "heard 0 %" in se.format_presence(p)

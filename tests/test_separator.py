@@ -158,6 +158,7 @@ def test_trainer_resumes_and_cli(data, tmp_path, capsys) -> None:
     saved = json.loads(report.read_text())
     assert set(saved) == {"data", "musdb"}
     assert saved["data"]["rows"]["generated path [first 1]"]["count"] == 1
+    assert 0.0 <= saved["data"]["presence"]["silenced"] <= 1.0 and "presence test" in printed
     assert set(saved["musdb"]["per_class"]) <= {"drums", "bass", "vocals"}
     assert main(["eval", "separate", "--model", str(out)]) == 2  # no --data, no --musdb
     assert main(["eval", "separate", "--model", str(tmp_path / "none"), "--data", str(data)]

@@ -105,8 +105,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                             seed=args.seed)
         title = (f"{args.split} split of {args.data}: {args.items} mixes of "
                  f"{args.seconds:g} s")
-        out["data"] = _eval_set(title, se.crop_records(crops, classes), methods,
-                                args.generated)
+        records = se.crop_records(crops, classes)
+        out["data"] = _eval_set(title, records, methods, args.generated)
+        absent = se.absent_records(heldout_set(args.data, model.config, args.split,
+                                               args.items, args.seconds, seed=args.seed + 1,
+                                               absent_prob=1.0), classes)
+        out["data"]["presence"] = se.presence(model, records, absent)
+        print(se.format_presence(out["data"]["presence"]))
     if args.musdb:
         records = se.musdb_records(packaged_multitrack(model.config.sample_rate), classes)
         if not records:

@@ -54,11 +54,16 @@ def class_mask(separator: torch.nn.Module, model_audio: np.ndarray, instrument: 
                  cfg.n_fft)
 
 
-def sounds(part: np.ndarray, audio: np.ndarray) -> bool:
-    """Whether ``part [C, N]`` is within :data:`PRESENT_DB` of ``audio [C, N]``'s power."""
+def level_db(part: np.ndarray, audio: np.ndarray) -> float:
+    """The power of ``part [C, N]`` relative to ``audio [C, N]``'s, in dB (>= -120)."""
     mix_power = float(np.mean(np.square(audio, dtype=np.float64))) + 1e-12
     power = float(np.mean(np.square(part, dtype=np.float64)))
-    return bool(10 * np.log10(power / mix_power + 1e-12) > PRESENT_DB)
+    return float(10 * np.log10(power / mix_power + 1e-12))
+
+
+def sounds(part: np.ndarray, audio: np.ndarray) -> bool:
+    """Whether ``part [C, N]`` is within :data:`PRESENT_DB` of ``audio [C, N]``'s power."""
+    return level_db(part, audio) > PRESENT_DB
 
 
 def separate(source: UserAudio, separator: torch.nn.Module, instrument: str, task: str

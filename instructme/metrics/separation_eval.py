@@ -36,6 +36,7 @@ import librosa
 import numpy as np
 import torch
 
+from instructme.editing.separation import PRESENT_DB, level_db
 from instructme.metrics.codec import si_sdr
 from instructme.models.separator import Separator
 from instructme.training.separator import SeparationCrops, ideal_ratio_mask
@@ -81,6 +82,45 @@ def musdb_records(stems: dict[str, np.ndarray] | None, classes: Sequence[str]
         return []
     return [Record(stems["mix"], stems[name], name) for name in ("drums", "bass", "vocals")
             if name in classes and name in stems and _sounds(stems[name])]
+
+
+def absent_records(crops: SeparationCrops, classes: Sequence[str]) -> list[Record]:
+    """The crops of a ``heldout_set(..., absent_prob=1)`` whose queried class is not in the
+    mix (silent target): queries the separator should answer with nothing."""
+    out = []
+    for i in range(len(crops)):
+        mix, target, cls = (t.numpy() for t in crops[i])
+        if not _sounds(target) and _sounds(mix):
+            out.append(Record(mix.astype(np.float32), target.astype(np.float32),
+                              classes[int(cls)]))
+    return out
+
+
+def presence(model: Separator, present: Sequence[Record], absent: Sequence[Record]
+             ) -> dict[str, Any]:
+    """How the pipeline's presence test (:func:`~instructme.editing.separation.sounds`,
+    extracted power above :data:`~instructme.editing.separation.PRESENT_DB` relative to the
+    mix) judges the separator: ``heard`` (share of present classes heard), ``silenced``
+    (share of absent ones silenced) and the extracted levels' quartiles (dB) of each."""
+    answer = separator_method(model)
+    levels = {name: [level_db(answer(r)[0], r.mix) for r in records]  # type: ignore[index]
+              for name, records in (("present", present), ("absent", absent))}
+    out: dict[str, Any] = {"threshold_db": PRESENT_DB}
+    for name, v in levels.items():
+        out[name] = {"count": len(v),
+                     "quartiles_db": np.percentile(v, [25, 50, 75]).tolist() if v else []}
+    out["heard"] = _mean([v > PRESENT_DB for v in levels["present"]])
+    out["silenced"] = _mean([v <= PRESENT_DB for v in levels["absent"]])
+    return out
+
+
+def format_presence(p: dict[str, Any]) -> str:
+    """:func:`presence` as text lines."""
+    q = {k: "/".join(f"{x:.0f}" for x in p[k]["quartiles_db"]) for k in ("present", "absent")}
+    return (f"  presence test (extracted level above {p['threshold_db']:g} dB of the mix): "
+            f"present classes heard {100 * p['heard']:.0f} % ({p['present']['count']}, "
+            f"quartiles {q['present']} dB), absent classes silenced "
+            f"{100 * p['silenced']:.0f} % ({p['absent']['count']}, quartiles {q['absent']} dB)")
 
 
 def _sounds(x: np.ndarray) -> bool:

@@ -167,12 +167,14 @@ def evaluate_separator(model: Separator, dataset: torch.utils.data.Dataset,
 
 
 def heldout_set(data: str | Path, model_cfg: SeparatorConfig, split: str, items: int,
-                crop_seconds: float, seed: int = 4321) -> SeparationCrops:
-    """Fixed separation examples: crops of the full mixes of the songs of ``split``."""
+                crop_seconds: float, seed: int = 4321, absent_prob: float = 0.0
+                ) -> SeparationCrops:
+    """Fixed separation examples: crops of the full mixes of the songs of ``split``
+    (``absent_prob=1``: each queries a class the mix does not have, where there is one)."""
     songs = load_songs(data, (split,))
     spec = MixSpec(crop_seconds=crop_seconds, full_mix_prob=1.0, use_variants=False,
                    mix_gain_db=(-6.0, 0.0))
-    return SeparationCrops(songs, model_cfg, spec, items, seed, absent_prob=0.0)
+    return SeparationCrops(songs, model_cfg, spec, items, seed, absent_prob=absent_prob)
 
 
 def train_separator(data: str | Path, out: str | Path, preset: str = "small",
