@@ -5,8 +5,9 @@ nothing. Targets: 10 s in under 0.3 s; 5 minutes in under 10 s and under 2 GB.
     .venv/bin/python benchmarks/separate_speed.py [--model models/instructme-small]
         [--preset small] [--threads N] [--long 300]
 
-The separator is an UNTRAINED ``--preset`` model (speed does not depend on the weights),
-saved into a copy-free pipeline folder beside ``--model``'s components. Each case runs in a
+The separator is ``--model``'s own ``separator/``; a folder without one gets an UNTRAINED
+``--preset`` model (speed does not depend on the weights), saved into a copy-free pipeline
+folder beside ``--model``'s components. Each case runs in a
 fresh subprocess, so its peak RSS (``resource.getrusage``) is its own (the Python runtime,
 torch and the loaded models included); a 1 s edit warms each process up first. Stereo
 44.1 kHz input, "remove the drums"; the generated path uses the folder's default steps.
@@ -54,16 +55,19 @@ def run_case(folder: Path, seconds: float, threads: int, separator: bool) -> dic
 
 
 def link_pipeline(model: Path, preset: str, dest: Path) -> Path:
-    """``dest``: symlinks to ``model``'s components plus an untrained ``preset`` separator."""
+    """``dest``: symlinks to ``model``'s components; an untrained ``preset`` separator when
+    ``model`` has none."""
     import torch
 
     from instructme.checkpoint import save_model
     from instructme.models.separator import Separator, SeparatorConfig
 
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("vae", "chord", "editor", "pipeline.json"):
+    for name in ("vae", "chord", "editor", "separator", "pipeline.json"):
         if (model / name).exists():
             os.symlink((model / name).resolve(), dest / name)
+    if (dest / "separator").exists():
+        return dest
     torch.manual_seed(0)
     save_model(Separator(SeparatorConfig.preset(preset)), dest / "separator")
     return dest

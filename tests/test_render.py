@@ -73,7 +73,7 @@ def test_missing_soundfont_is_dependency_error(tmp_path):
         check_synth(str(tmp_path / "missing.sf2"))
     bad = tmp_path / "bad.sf2"
     bad.write_bytes(b"not a soundfont")
-    with pytest.raises(DependencyError):
+    with pytest.raises(DependencyError, match="is not a valid SoundFont .*sf2 or .sf3"):
         check_synth(str(bad))
     with pytest.raises(DependencyError):
         render_part(_part(), 1.0, soundfont=str(tmp_path / "missing.sf2"))

@@ -77,7 +77,8 @@ def _check_soundfont(path: str, _mtime: int) -> None:
     synth = fs.Synth(samplerate=float(SAMPLE_RATE), **{"synth.dynamic-sample-loading": 1})
     try:
         if synth.sfload(path) < 0:
-            raise DependencyError(f"{path} is not a valid SoundFont; {INSTALL_HINT}")
+            raise DependencyError(f"{path} is not a valid SoundFont (FluidSynth cannot "
+                                  "load it; a General MIDI .sf2 or .sf3 file is expected)")
     finally:
         synth.delete()
 
