@@ -27,6 +27,14 @@ from instructme.training.trainer import Schedule, Trainer, TrainTask, recover_st
 GOLDEN = json.loads((Path(__file__).parent / "data" / "trainer_runs.json").read_text())
 
 
+#: Relative tolerance: other CPUs' kernels (AVX2 vs AVX-512, Intel vs AMD) round differently,
+#: and the difference grows with the steps (up to 3e-4 of a loss after 6 steps; gradient
+#: norms, a diagnostic, up to 3e-2; the VAE's adversarial losses up to 4e-3 after 4 steps);
+#: a changed loss, step or weight moves values far more.
+RTOL = 1e-3
+LOOSE_RTOL = 5e-2  # gradient norms and the VAE run
+
+
 def _close(a: Any, b: Any, path: str = "") -> None:
     if isinstance(a, dict):
         assert set(a) == set(b), path
@@ -37,7 +45,8 @@ def _close(a: Any, b: Any, path: str = "") -> None:
         for i, (x, y) in enumerate(zip(a, b)):
             _close(x, y, f"{path}[{i}]")
     else:
-        assert b == pytest.approx(a, rel=1e-5, abs=1e-6), path
+        rel = LOOSE_RTOL if path.endswith("grad_norm") or path.startswith("vae.") else RTOL
+        assert b == pytest.approx(a, rel=rel, abs=1e-6), path
 
 
 #: The numbers were recorded with torch's default of one thread per core on a 2-core
