@@ -64,13 +64,8 @@ Method = Callable[[Record], Answer]
 def crop_records(crops: SeparationCrops, classes: Sequence[str]) -> list[Record]:
     """The crops of :func:`~instructme.training.separator.heldout_set` whose target and
     rest both sound, as :class:`Record`s (``classes``: the separator's class names)."""
-    out = []
-    for i in range(len(crops)):
-        mix, target, cls = (t.numpy() for t in crops[i])
-        if _sounds(target) and _sounds(mix - target):
-            out.append(Record(mix.astype(np.float32), target.astype(np.float32),
-                              classes[int(cls)]))
-    return out
+    return _records(crops, classes, lambda mix, target: _sounds(target) and
+                    _sounds(mix - target))
 
 
 def musdb_records(stems: dict[str, np.ndarray] | None, classes: Sequence[str]
@@ -87,10 +82,16 @@ def musdb_records(stems: dict[str, np.ndarray] | None, classes: Sequence[str]
 def absent_records(crops: SeparationCrops, classes: Sequence[str]) -> list[Record]:
     """The crops of a ``heldout_set(..., absent_prob=1)`` whose queried class is not in the
     mix (silent target): queries the separator should answer with nothing."""
+    return _records(crops, classes, lambda mix, target: not _sounds(target) and _sounds(mix))
+
+
+def _records(crops: SeparationCrops, classes: Sequence[str],
+             keep: Callable[[np.ndarray, np.ndarray], bool]) -> list[Record]:
+    """The crops for which ``keep(mix, target)`` holds, as :class:`Record`s."""
     out = []
     for i in range(len(crops)):
         mix, target, cls = (t.numpy() for t in crops[i])
-        if not _sounds(target) and _sounds(mix):
+        if keep(mix, target):
             out.append(Record(mix.astype(np.float32), target.astype(np.float32),
                               classes[int(cls)]))
     return out
@@ -115,7 +116,7 @@ def presence(model: Separator, present: Sequence[Record], absent: Sequence[Recor
 
 
 def format_presence(p: dict[str, Any]) -> str:
-    """:func:`presence` as text lines."""
+    """:func:`presence` as one line of text."""
     q = {k: "/".join(f"{x:.0f}" for x in p[k]["quartiles_db"]) for k in ("present", "absent")}
     return (f"  presence test (extracted level above {p['threshold_db']:g} dB of the mix): "
             f"present classes heard {100 * p['heard']:.0f} % ({p['present']['count']}, "
