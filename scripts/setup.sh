@@ -12,10 +12,11 @@ command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
 ldconfig -p 2>/dev/null | grep -q libsndfile.so || need_apt+=(libsndfile1)
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
-# timbre-diverse data (MuseScore General, csound's GM bank) and a held-out soundfont (TimGM6mb)
+# timbre-diverse data (MuseScore General, csound's GM bank) and two held-out soundfonts (TimGM6mb, OPL3)
 [ -f /usr/share/sounds/sf3/MuseScore_General.sf3 ] || need_apt+=(musescore-general-soundfont)
 [ -f /usr/share/sounds/sf2/sf_GMbank.sf2 ] || need_apt+=(csound-soundfont)
 [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need_apt+=(timgm6mb-soundfont)
+[ -f /usr/share/sounds/sf2/OPL-3_FM_128M.sf2 ] || need_apt+=(opl3-soundfont)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)          # web studio browser test
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
