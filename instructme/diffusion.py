@@ -92,13 +92,18 @@ class Diffusion:
 
     def training_loss(self, model: Denoiser, x0: torch.Tensor,
                       generator: torch.Generator | None = None,
-                      t: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean-squared error of ``model(z_t, t)`` against :meth:`target` (a scalar)."""
+                      t: torch.Tensor | None = None,
+                      noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean-squared error of ``model(z_t, t)`` against :meth:`target` (a scalar).
+
+        ``t [B]`` and ``noise`` (shaped like ``x0``) are drawn from ``generator`` unless
+        given (in this order: timesteps, then noise)."""
         if t is None:
             t = self.sample_timesteps(x0.shape[0], generator, x0.device)
-        gdev = generator.device if generator is not None else x0.device
-        noise = torch.randn(x0.shape, generator=generator, device=gdev,
-                            dtype=x0.dtype).to(x0.device)
+        if noise is None:
+            gdev = generator.device if generator is not None else x0.device
+            noise = torch.randn(x0.shape, generator=generator, device=gdev, dtype=x0.dtype)
+        noise = noise.to(x0.device, x0.dtype)
         pred = model(self.add_noise(x0, noise, t), t)
         return F.mse_loss(pred.float(), self.target(x0, noise, t).float())
 

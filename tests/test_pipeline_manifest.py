@@ -70,6 +70,27 @@ def test_limit_edits_the_sample_that_eval_scores(setup, tmp_path, capsys):
     assert "--limit must be at least 1" in capsys.readouterr().err
 
 
+def test_tasks_select_the_records_both_commands_use(setup, tmp_path, capsys):
+    _, manifest, records, _, model = setup
+    tasks = sorted({r["task"] for r in records})
+    keep = tasks[:1]
+    picked = sample_records(records, None, tasks=keep)
+    assert picked and all(r["task"] in keep for r in picked)
+    assert len(picked) == sum(r["task"] in keep for r in records)
+    assert all(r["task"] in keep for r in sample_records(records, 2, seed=1, tasks=keep))
+    out = tmp_path / "edits"
+    code = cli.main(["eval", "generate", "--manifest", str(manifest), "--out", str(out),
+                     "--model", str(model), "--tasks", ",".join(keep), "--steps", "2",
+                     "--quiet"])
+    assert code == 0
+    assert sorted(p.name for p in out.glob("*.wav")) == sorted(f"{r['id']}.wav" for r in picked)
+    assert json.loads((out / "generate.json").read_text())["tasks"] == keep
+    assert cli.main(["eval", "generate", "--manifest", str(manifest), "--out", str(out),
+                     "--model", str(model), "--tasks", "juggle"]) == 2
+    err = capsys.readouterr().err
+    assert "no juggle records" in err and tasks[0] in err and "Traceback" not in err
+
+
 def test_record_instructions():
     assert record_instructions({"task": "add", "instruction": "add a piano"}) == ["add a piano"]
     rec = {"task": "multiround", "instruction": "a, then b",

@@ -33,6 +33,15 @@ def _classifier_arg(value: str | None) -> str | None:
     return str(path)
 
 
+def _tasks_arg(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    tasks = [t.strip() for t in value.split(",") if t.strip()]
+    if not tasks:
+        raise InstructMEError("--tasks: give at least one task (e.g. remove,extract)")
+    return tasks
+
+
 def _cmd_edits(args: argparse.Namespace) -> int:
     from instructme.metrics.report import build_analyzers, evaluate_edits
 
@@ -56,7 +65,8 @@ def _cmd_edits(args: argparse.Namespace) -> int:
                                 embeddings=embeddings, threshold=args.threshold)
     report = evaluate_edits(args.manifest, args.outputs, args.out, data_dir=args.data,
                             analyzers=analyzers, seed=args.seed, limit=args.limit,
-                            n_examples=args.examples, progress=not args.quiet)
+                            n_examples=args.examples, progress=not args.quiet,
+                            tasks=_tasks_arg(args.tasks))
     out = Path(args.out)
     print((out / "report.md").read_text(), end="")
     print(f"wrote {out / 'report.md'}, {out / 'report.json'} and "
@@ -85,7 +95,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         pipe.separator = None  # remove / extract take the generated path
     model_name = str(Path(args.model).resolve()) if args.model else "default"
     res = generate_edits(pipe, args.manifest, args.out, settings, data_dir=args.data,
-                         limit=args.limit, model_name=model_name, progress=not args.quiet)
+                         limit=args.limit, model_name=model_name, progress=not args.quiet,
+                         tasks=_tasks_arg(args.tasks))
     rtf = res["wall"] / res["seconds"] if res["seconds"] else float("nan")
     print(f"wrote {res['edited']} edits to {args.out} ({res['skipped']} already there) of "
           f"{res['records']} records; {res['seconds']:.0f} s of audio in {res['wall']:.0f} s "
@@ -120,6 +131,7 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="one instrument presence threshold for IA (default: the classifier's "
                         "calibrated per-class thresholds, else 0.5)")
     e.add_argument("--limit", type=int, default=None, help="score a seeded sample of N records")
+    e.add_argument("--tasks", help="only these tasks, comma-separated (e.g. remove,extract)")
     e.add_argument("--examples", type=int, default=4, help="spectrogram triples to plot")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -139,6 +151,7 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                    help="dataset folder (default: the folder above the manifest's folder)")
     g.add_argument("--limit", type=int, default=None,
                    help="edit the seeded sample of N records that 'eval edits --limit N' scores")
+    g.add_argument("--tasks", help="only these tasks, comma-separated (as 'eval edits --tasks')")
     g.add_argument("--no-separator", action="store_true",
                    help="remove / extract / replace without the pipeline's stem separator (the "
                         "generated path, for comparison)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,11 @@ def record_instructions(rec: dict[str, Any]) -> list[str]:
 def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path,
                    settings: EditSettings | None = None, *,
                    data_dir: str | Path | None = None, limit: int | None = None,
-                   model_name: str = "", progress: bool = True) -> dict[str, Any]:
+                   model_name: str = "", progress: bool = True,
+                   tasks: Sequence[str] | None = None) -> dict[str, Any]:
     """Write ``OUT/<id>.wav`` for the records of ``manifest`` (the seeded ``limit`` sample
-    that ``evaluate_edits(..., limit=limit, seed=settings.seed)`` scores), edited by ``pipe``
+    (of ``tasks``) that ``evaluate_edits(..., limit=limit, seed=settings.seed, tasks=tasks)``
+    scores), edited by ``pipe``
     (an :class:`~instructme.editing.pipeline.EditPipeline`) with ``settings`` (unset ones:
     the pipeline's). Returns a summary dict: ``edited`` (new files), ``skipped`` (already
     there), ``seconds`` of audio and ``wall``."""
@@ -56,15 +59,17 @@ def generate_edits(pipe: Any, manifest: str | Path, out_dir: str | Path,
         raise ManifestError(f"{manifest}: no records")
     data = Path(data_dir) if data_dir is not None else manifest.resolve().parent.parent
     cfg = pipe.resolve_settings(settings)
-    records = sample_records(records, limit, cfg.seed)
+    records = sample_records(records, limit, cfg.seed, tasks)
     sr = dataset_sample_rate(data)
     recorded = {"manifest": str(manifest.resolve()), "model": model_name, "seed": cfg.seed,
-                "limit": limit, "steps": cfg.steps, "guidance": cfg.guidance,
+                "limit": limit, "tasks": sorted(tasks) if tasks else None, "steps": cfg.steps,
+                "guidance": cfg.guidance,
                 "sampler": cfg.sampler_spec.scheduler, "preserve": cfg.preserve,
                 "separator": getattr(pipe, "separator", None) is not None}
     meta_path = out / SETTINGS_NAME
     if meta_path.is_file():
-        have = {"preserve": False, "separator": False, **json.loads(meta_path.read_text())}
+        have = {"preserve": False, "separator": False, "tasks": None,
+                **json.loads(meta_path.read_text())}
         diff = sorted(k for k in recorded if have.get(k) != recorded[k])
         if diff:
             raise ManifestError(f"{out}: holds edits made with other settings ({', '.join(diff)})"

@@ -201,10 +201,18 @@ def clip_scores(rec: dict[str, Any], sys_feat: ClipFeatures, src: ClipFeatures,
     return out
 
 
-def sample_records(records: list[dict[str, Any]], limit: int | None, seed: int = 0
-                   ) -> list[dict[str, Any]]:
-    """The seeded sample of ``limit`` records that ``--limit`` scores (manifest order kept);
-    ``instructme eval generate`` edits the same sample with the same seed."""
+def sample_records(records: list[dict[str, Any]], limit: int | None, seed: int = 0,
+                   tasks: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The seeded sample of ``limit`` records of ``tasks`` (all when None) that ``--limit``
+    and ``--tasks`` score (manifest order kept); ``instructme eval generate`` edits the same
+    sample with the same seed. A task the manifest does not hold is a one-line error."""
+    if tasks is not None:
+        have = sorted({str(r["task"]) for r in records})
+        unknown = sorted(set(tasks) - set(have))
+        if unknown:
+            raise ManifestError(f"no {', '.join(unknown)} records in this manifest (it has: "
+                                f"{', '.join(have)})")
+        records = [r for r in records if r["task"] in set(tasks)]
     if limit is None:
         return records
     rng = np.random.default_rng(seed)
@@ -215,7 +223,8 @@ def sample_records(records: list[dict[str, Any]], limit: int | None, seed: int =
 def evaluate_edits(manifest: str | Path, outputs: str | Path, out_dir: str | Path,
                    data_dir: str | Path | None = None, analyzers: Analyzers | None = None,
                    seed: int = 0, limit: int | None = None, n_examples: int = 4,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, tasks: Sequence[str] | None = None
+                   ) -> dict[str, Any]:
     """Score the edits in ``outputs`` for the records of ``manifest``; write the report files.
 
     ``data_dir`` defaults to the folder above the manifest's ``manifests/`` folder. Returns
@@ -229,7 +238,7 @@ def evaluate_edits(manifest: str | Path, outputs: str | Path, out_dir: str | Pat
         raise ManifestError(f"{manifest}: no records")
     data_dir = Path(data_dir) if data_dir is not None else manifest.resolve().parent.parent
     sr = dataset_sample_rate(data_dir)
-    records = sample_records(records, limit, seed)
+    records = sample_records(records, limit, seed, tasks)
     _check_records(records, outputs, data_dir)
     an = analyzers if analyzers is not None else build_analyzers()
     style_names = list(getattr(an.classifier, "style_names", []) or []) or None

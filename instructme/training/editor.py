@@ -9,8 +9,11 @@ the chords with the config's probabilities.
 bf16 autocast on GPU; gradient accumulation; EMA weights
 (:class:`~instructme.training.ema.DiffusersEMA`); gradient clipping; linear warm-up. Each
 rank's batch, crop, dropout, timesteps and noise for step ``s`` come from generators seeded
-by ``(seed, s, micro-step, rank)``, so a resumed run continues exactly and ranks draw
-different batches. Validation: the diffusion loss of the EMA weights on fixed items,
+by ``(seed, s, micro-step)``: every rank draws the same *global* batch of
+``batch_size x num_processes`` items and trains on its own slice of it, so a resumed run
+continues exactly and N processes of batch B train as one process of batch N x B would
+(the same items, crops, dropout, timesteps and noise; DDP averages the slices' gradients).
+Validation: the diffusion loss of the EMA weights on fixed items,
 timesteps spread over the schedule and fixed noise (``val_loss``), also before the first
 step.
 """
@@ -96,8 +99,9 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _rng(seed: int, step: int, micro: int, rank: int) -> np.random.Generator:
-    return np.random.default_rng([seed, step, micro, rank])
+def _rng(seed: int, step: int, micro: int) -> np.random.Generator:
+    # The trailing 0 keeps the streams of runs made when each rank drew its own batch.
+    return np.random.default_rng([seed, step, micro, 0])
 
 
 def _mixed_precision(name: str) -> str:
@@ -148,10 +152,11 @@ class EditorTask(TrainTask):
         self.model = accelerator.unwrap_model(self.wrapped)
         self.wrapped.train()
 
-    def loss(self, batch: dict[str, Any], gen: torch.Generator, net: torch.nn.Module,
+    def loss(self, batch: dict[str, Any], gen: torch.Generator | None, net: torch.nn.Module,
              t: torch.Tensor | None = None) -> torch.Tensor:
         """Diffusion loss of ``net`` on ``batch`` (``z_src, z_tgt: [B, C, T]``, text tokens
-        ``[B, L, D]`` and mask ``[B, L]``, chords ``[B, T_c, K]`` or None)."""
+        ``[B, L, D]`` and mask ``[B, L]``, chords ``[B, T_c, K]`` or None; timesteps ``t [B]``
+        and ``noise`` like ``z_tgt`` from the batch, else from ``gen``)."""
         dev = self.accelerator.device
         z_src, z_tgt = batch["z_src"].to(dev), batch["z_tgt"].to(dev)
         text, mask = batch["text"].to(dev), batch["text_mask"].to(dev)
@@ -163,21 +168,27 @@ class EditorTask(TrainTask):
             return net(z, tt, z_src, text, mask, chords)
 
         with self.accelerator.autocast():
-            return self.diffusion.training_loss(fn, z_tgt, gen, t=t)
+            return self.diffusion.training_loss(fn, z_tgt, gen, t=batch.get("t", t),
+                                                noise=batch.get("noise"))
 
     def batch(self, step: int, micro: int) -> dict[str, Any]:
-        """This rank's batch of ``step``: items, crops, text/chord dropout and noise seed."""
-        cfg, mcfg = self.cfg, self.model_cfg
-        rng = _rng(cfg.seed, step, micro, self.accelerator.process_index)
-        idx = rng.integers(0, len(self.train), cfg.batch_size)
-        batch = self.train.batch(idx, self.crop, rng)
-        keep_text = torch.from_numpy(rng.random(len(idx)) >= mcfg.text_dropout)
+        """This rank's slice of the global batch of ``step``: items, crops, text/chord
+        dropout, timesteps ``t [B]`` and noise ``[B, C, T]``."""
+        cfg, mcfg, acc = self.cfg, self.model_cfg, self.accelerator
+        n, b = cfg.batch_size * acc.num_processes, cfg.batch_size
+        rng = _rng(cfg.seed, step, micro)
+        idx = rng.integers(0, len(self.train), n)
+        batch: dict[str, Any] = self.train.batch(idx, self.crop, rng)
+        keep_text = torch.from_numpy(rng.random(n) >= mcfg.text_dropout)
         batch["text_mask"] = batch["text_mask"] & keep_text[:, None]
         if batch["chords"] is not None:
-            keep_chords = torch.from_numpy(rng.random(len(idx)) >= mcfg.chord_dropout)
+            keep_chords = torch.from_numpy(rng.random(n) >= mcfg.chord_dropout)
             batch["chords"] = batch["chords"] * keep_chords[:, None, None]
-        batch["gen"] = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        return batch
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        batch["t"] = self.diffusion.sample_timesteps(n, gen)
+        batch["noise"] = torch.randn(batch["z_tgt"].shape, generator=gen)
+        mine = slice(acc.process_index * b, (acc.process_index + 1) * b)
+        return {k: None if v is None else v[mine] for k, v in batch.items()}
 
     def train_step(self, step: int) -> dict[str, float]:
         acc, cfg = self.accelerator, self.cfg
@@ -188,7 +199,7 @@ class EditorTask(TrainTask):
         for micro in range(cfg.grad_accum):
             batch = self.batch(step, micro)
             with acc.accumulate(self.wrapped):
-                loss = self.loss(batch, batch["gen"], self.wrapped)
+                loss = self.loss(batch, None, self.wrapped)
                 acc.backward(loss)
                 if acc.sync_gradients:
                     gnorm = float(acc.clip_grad_norm_(self.wrapped.parameters(), cfg.grad_clip))
