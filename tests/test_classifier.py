@@ -161,6 +161,18 @@ def test_trainer_eval_and_cli(data, tmp_path, capsys):
     assert all(0.05 <= t <= 0.95 for t in thr)
     got = [v["threshold"] for v in json.loads(js.read_text())["per_class"].values()]
     assert got == pytest.approx(list(thr))
+    # --record keeps the measurement in the folder, for the IA judge's line in every report
+    from instructme.metrics.judge_record import describe_accuracy, read_accuracy
+
+    assert "unseen accuracy not measured" in describe_accuracy(out)
+    assert main(["eval", "classifier", "--model", str(out), "--data", str(data), "--items",
+                 "8", "--seconds", "2", "--record", "unseen", "--json", str(js)]) == 0
+    assert "recorded as its unseen accuracy" in capsys.readouterr().out
+    rec = read_accuracy(out)["unseen"]
+    assert rec["macro_f1"] == pytest.approx(json.loads(js.read_text())["macro_f1"])
+    assert rec["items"] == 8 and set(rec["per_class_f1"]) == set(INSTRUMENT_CLASSES)
+    line = describe_accuracy(out)
+    assert f"macro-F1 {rec['macro_f1']:.3f}" in line and "in-domain accuracy not measured" in line
     assert main(["eval", "classifier", "--model", str(out), "--data", str(data), "--split",
                  "val", "--calibrate"]) == 2  # would fit and score on the same mixes
     assert "another --split" in capsys.readouterr().err

@@ -279,6 +279,7 @@ def test_cli_with_the_project_chord_recognizer_and_classifier(dataset, tmp_path,
     assert rc == 0, capsys.readouterr().err
     saved = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert "ChordRecognizer" in saved["chord_recognizer"]
+    assert "unseen accuracy not measured" in saved["classifier"]  # how far to trust IA
     assert "1 s windows" in saved["embeddings"][0]["description"]
     allt = saved["tasks"]["all"]
     assert allt["target"]["cra"] == pytest.approx(1.0)

@@ -82,6 +82,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from instructme.fileio import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(metrics, indent=2))
+    if args.record:
+        from instructme.metrics.judge_record import ACCURACY_NAME, record_accuracy
+
+        record_accuracy(args.model, args.record, args.data, args.split, args.items,
+                        args.seconds, metrics)
+        print(f"recorded as its {args.record} accuracy in {Path(args.model) / ACCURACY_NAME}")
     return 0
 
 
@@ -117,4 +123,7 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                         "store them in the model's config.json")
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.add_argument("--record", choices=["in-domain", "unseen"], default=None,
+                   help="store the result in the model folder's accuracy.json, which every "
+                        "'eval edits' report prints beside the IA judge")
     e.set_defaults(func=_cmd_eval)

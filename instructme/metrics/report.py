@@ -42,6 +42,7 @@ from instructme.metrics.embeddings import (
     classifier_embedding,
 )
 from instructme.metrics.fad import fad
+from instructme.metrics.judge_record import describe_accuracy
 
 SYSTEMS = ("output", "target", "source", "random")
 SYSTEM_LABELS = {"output": "output (model)", "target": "anchor: target (perfect)",
@@ -111,7 +112,8 @@ def build_analyzers(chord_model: str | None = None, classifier_dir: str | None =
         an.classifier = load_classifier(classifier_dir)
         crop_seconds = _training_crop_seconds(classifier_dir)
         an.classifier_description = (f"{type(an.classifier).__name__} trained here "
-                                     f"({classifier_dir})")
+                                     f"({classifier_dir}); its measured accuracy: "
+                                     f"{describe_accuracy(classifier_dir)}")
         if threshold is None and getattr(an.classifier.config, "thresholds", None):
             an.threshold = np.asarray(an.classifier.thresholds, dtype=np.float64)
     else:
