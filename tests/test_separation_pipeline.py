@@ -178,3 +178,28 @@ def test_an_absent_instrument_gives_a_silent_part_and_a_notice(tmp_path, capsys)
     assert capsys.readouterr().out.strip() == ("note: no drums heard in the input: its "
                                                "part is silent")
     assert dst.exists()
+
+
+def test_progress_counts_only_the_rounds_that_sample(pipe: EditPipeline, tmp_path,
+                                                     capsys) -> None:
+    """A separated remove/extract runs no sampler: no steps counted, no empty bar."""
+    import soundfile as sf
+
+    from instructme.cli import main
+
+    calls: list[tuple[int, int]] = []
+    pipe.edit_chain(_stereo(), 44_100, ["remove the bass", "add strings"], steps=2,
+                    progress=lambda i, n: calls.append((i, n)))
+    assert calls == [(1, 2), (2, 2)]
+    calls.clear()
+    pipe(_stereo(), 44_100, "extract the bass", steps=2, progress=lambda i, n:
+         calls.append((i, n)))
+    assert calls == []
+    root = build_tiny_pipeline(tmp_path / "p")
+    save_model(_separator(), root / "separator")
+    src = tmp_path / "in.wav"
+    sf.write(src, _stereo().T, 44_100)
+    capsys.readouterr()
+    assert main(["edit", str(src), "remove the bass", "-o", str(tmp_path / "o.wav"),
+                 "--model", str(root)]) == 0
+    assert "0/" not in capsys.readouterr().err

@@ -92,20 +92,21 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         raise InstructMEError("--part needs source-preserving output (drop --no-preserve)")
 
     bar: Any = None
-    if not args.quiet:
+    steps = int(settings.steps or 0)
+    sampling = [k for k, rd in enumerate(rounds) if pipe.samples(rd)]  # separated: no bar
+    if not args.quiet and sampling and steps:
         from tqdm import tqdm
 
-        bar = tqdm(total=int(settings.steps or 0) * len(rounds), unit="step", file=sys.stderr,
+        bar = tqdm(total=steps * len(sampling), unit="step", file=sys.stderr,
                    dynamic_ncols=True, leave=False)
 
     def progress(done: int, total: int) -> None:
         if bar is None:
             return
-        per_round = total // len(rounds)
-        k = min(len(rounds), (done - 1) // per_round + 1)
+        k = sampling[min(len(sampling), (done - 1) // steps + 1) - 1]
         if bar.total != total:
             bar.reset(total=total)
-        bar.set_description(f"round {k}/{len(rounds)}: {rounds[k - 1].text}"
+        bar.set_description(f"round {k + 1}/{len(rounds)}: {rounds[k].text}"
                             if len(rounds) > 1 else rounds[0].text, refresh=False)
         bar.update(done - bar.n)
 

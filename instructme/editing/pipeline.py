@@ -321,20 +321,24 @@ class EditPipeline:
         """Multi-round editing: each round's output is the next round's source. Returns one
         :class:`EditResult` per round (a text that chains edits counts as several rounds).
         Round ``k`` (from 0) samples with seed ``seed + k``; ``progress(step, total)`` counts
-        steps over all rounds. ``settings``/``overrides``: as for :meth:`__call__`."""
+        steps over the rounds that sample (:meth:`samples`; none for an edit the separator
+        answers). ``settings``/``overrides``: as for :meth:`__call__`."""
         # 1. check inputs (instructions, settings, audio: one-line errors before any work)
         rounds = plan_rounds([instructions] if isinstance(instructions, str) else instructions)
         cfg = self.resolve_settings(settings, **overrides)
         # 2. prepare the source: the user's audio and its model side
         source = UserAudio.from_user(audio, sample_rate, self.sample_rate)
         steps = int(cfg.steps or 0)
-        total = steps * len(rounds)
+        sampled = [self.samples(rd) for rd in rounds]
+        total = steps * sum(sampled)
         results = []
         with self._lock, torch.inference_mode():
             for k, rd in enumerate(rounds):
-                def step_cb(i: int, n: int, k: int = k) -> None:
+                before = steps * sum(sampled[:k])
+
+                def step_cb(i: int, n: int, before: int = before) -> None:
                     if progress is not None:
-                        progress(k * steps + i, total)
+                        progress(before + i, total)
 
                 result, source = self._edit_round(source, rd, cfg, cfg.seed + k, step_cb)
                 results.append(result)
@@ -356,13 +360,18 @@ class EditPipeline:
         checked (one-line :class:`~instructme.errors.InstructMEError`): every field set."""
         return (settings or EditSettings()).override(**overrides).resolve(self.defaults)
 
+    def samples(self, rd: Round) -> bool:
+        """Whether round ``rd`` runs the diffusion sampler (a separated remove or extract
+        is one forward pass of the separator, no sampling)."""
+        return not (self.separator is not None and rd.task in SEPARATED_TASKS)
+
     def _edit_round(self, source: UserAudio, rd: Round, cfg: EditSettings, seed: int,
                     progress: Progress) -> tuple[EditResult, UserAudio]:
         """Stages 3-7 of one round -> ``(result, the next round's source)``. With a
         separator, remove and extract are one forward pass of it, and a replace's old
         instrument is removed by it (:mod:`~instructme.editing.separation`)."""
         t0 = time.perf_counter()
-        if self.separator is not None and rd.task in SEPARATED_TASKS:
+        if not self.samples(rd):
             return self._separate_round(source, rd)
         keep = bool(cfg.preserve) and rd.task in PRESERVING_TASKS
         timings: dict[str, float] = {}
