@@ -24,6 +24,7 @@ from instructme.models.chord import (
     IGNORE_INDEX,
     MAJMIN_LABELS,
     N_INDEX,
+    SEVENTHS_LABELS,
     ChordConfig,
     ChordRecognizer,
     chord_to_index,
@@ -60,6 +61,24 @@ def test_vocabulary_and_label_mapping():
     assert transpose_index(idx, 1).tolist() == [1, 0, 13, 12, N_INDEX, IGNORE_INDEX]
     assert transpose_index(torch.tensor(idx), -1).tolist() == [11, 10, 23, 22, N_INDEX,
                                                               IGNORE_INDEX]
+
+
+def test_sevenths_vocabulary_keeps_the_seventh():
+    assert len(SEVENTHS_LABELS) == 61 and SEVENTHS_LABELS[-1] == "N"
+    for i, lab in enumerate(SEVENTHS_LABELS):
+        assert chord_to_index(lab, SEVENTHS_LABELS) == i, lab
+    cases = {"C:7": "C:7", "C:maj7": "C:maj7", "F:maj9": "F:maj7", "G:9": "G:7",
+             "A:min7": "A:min7", "A:min9": "A:min7", "B:hdim7": "B:min", "C:dim7": "C:min",
+             "E:aug": "E:maj", "D:min/b3": "D:min", "Bb:7/3": "Bb:7", "N": "N"}
+    for rich, label in cases.items():
+        assert SEVENTHS_LABELS[chord_to_index(rich, SEVENTHS_LABELS)] == label, rich
+    assert chord_to_index("X", SEVENTHS_LABELS) == IGNORE_INDEX
+    b7, c7 = SEVENTHS_LABELS.index("B:7"), SEVENTHS_LABELS.index("C:7")
+    idx = np.array([b7, 60, IGNORE_INDEX])
+    assert transpose_index(idx, 1, n_index=60).tolist() == [c7, 60, IGNORE_INDEX]
+    assert ChordConfig(labels=SEVENTHS_LABELS).vocabulary == "sevenths"
+    with pytest.raises(ValueError, match="vocabularies"):
+        ChordRecognizer(ChordConfig.preset("tiny", labels=MAJMIN_LABELS[:-1]))
 
 
 @pytest.mark.parametrize(("k", "t_len", "stay"), [(3, 6, 0.7), (4, 5, 0.3), (2, 9, 0.95)])
@@ -170,7 +189,9 @@ def test_unlabelled_batch_gives_zero_loss_not_nan():
 def test_scoring_is_exact():
     ref = [(0.0, 2.0, "C:maj"), (2.0, 4.0, "A:min7"), (4.0, 5.0, "X")]
     assert score_segments(ref, [(0.0, 2.0, "C:maj"), (2.0, 5.0, "A:min")]) == {
-        "root": (4.0, 4.0), "majmin": (4.0, 4.0)}
+        "root": (4.0, 4.0), "majmin": (4.0, 4.0), "sevenths": (2.0, 4.0)}
+    assert score_segments(ref, [(0.0, 2.0, "C:maj"), (2.0, 5.0, "A:min7")])["sevenths"] == (
+        4.0, 4.0)
     got = score_segments(ref, [(0.0, 1.0, "C:maj"), (1.0, 5.0, "A:maj")])
     assert got["majmin"] == pytest.approx((1.0, 4.0))
     assert got["root"] == pytest.approx((3.0, 4.0))
@@ -246,6 +267,12 @@ def test_trainer_resumes_and_cli(data, tmp_path, capsys, monkeypatch):
     start, end, label = lines[0].split()
     assert float(start) == 0.0 and label in MAJMIN_LABELS
     assert float(lines[-1].split()[1]) == pytest.approx(1.0)
+
+    sevenths = tmp_path / "sevenths"
+    assert main(["train", "chord", "--data", str(data), "--out", str(sevenths), "--preset",
+                 "tiny", "--steps", "2", "--vocabulary", "sevenths"]) == 0
+    assert "sevenths" in capsys.readouterr().out
+    assert load_model(ChordRecognizer, sevenths).labels == SEVENTHS_LABELS
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -22,11 +22,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_training_arguments(args)
     try:
         metrics = train_chord(args.data, args.out, preset=args.preset, steps=args.steps,
-                              resume=args.resume, seed=args.seed)
+                              resume=args.resume, seed=args.seed,
+                              vocabulary=args.vocabulary)
     except ValueError as e:
         raise InstructMEError(str(e)) from None
-    print(f"wrote {args.out}" + (f" (val majmin WCSR {metrics['majmin']:.3f})"
-                                 if metrics else ""))
+    print(f"wrote {args.out}" + (f" (val WCSR majmin {metrics['majmin']:.3f}, sevenths "
+                                 f"{metrics['sevenths']:.3f})" if metrics else ""))
     return 0
 
 
@@ -82,13 +83,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             rows.append((name, evaluate_transcriber(anchor.transcribe, songs)))
     print(f"chord recognition on the {args.split} split of {args.data}: mir_eval.chord, "
           "duration-weighted over all songs (WCSR)")
-    print(f"{'model':<44} {'songs':>5} {'hours':>6} {'root':>6} {'majmin':>6}")
+    print(f"{'model':<44} {'songs':>5} {'hours':>6} {'root':>6} {'majmin':>6} "
+          f"{'sevenths':>8}")
     for label, r in rows:
         if isinstance(r, str):
             print(f"{label:<44} {r}")
         else:
             print(f"{label:<44} {r['songs']:5d} {r['seconds'] / 3600:6.2f} {r['root']:6.3f} "
-                  f"{r['majmin']:6.3f}")
+                  f"{r['majmin']:6.3f} {r['sevenths']:8.3f}")
     return 0
 
 
@@ -96,6 +98,9 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
                  eval_sub: argparse._SubParsersAction) -> None:
     t = train_sub.add_parser("chord", help="train the chord recognizer on a dataset folder")
     add_training_arguments(t)
+    t.add_argument("--vocabulary", choices=["majmin", "sevenths"], default="majmin",
+                   help="majmin: 12 roots x maj/min + N (the editor's default); sevenths: "
+                        "adds maj7/min7/7 (MIREX sevenths); a resumed run keeps its own")
     t.set_defaults(func=_cmd_train)
 
     c = sub.add_parser("chords", help="print the chords of an audio file",

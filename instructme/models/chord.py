@@ -5,8 +5,10 @@ on a chord probability matrix ``P: [T_c, K]`` of the source audio, produced by a
 recognizer, so that edits keep the harmony; the same recognizer scores chord recognition
 accuracy (CRA) of the edits (experiments: evaluation metrics).
 
-Vocabulary (``K = 25``): 12 roots x {maj, min} + ``N`` (no chord), in the order
-``C:maj .. B:maj, C:min .. B:min, N``. Richer labels map to it by root and third
+Vocabularies: ``majmin`` (``K = 25``, the default): 12 roots x {maj, min} + ``N`` (no chord),
+in the order ``C:maj .. B:maj, C:min .. B:min, N``; ``sevenths`` (``K = 61``, MIREX's
+sevenths vocabulary): 12 roots x {maj, min, maj7, min7, 7} + ``N``, in blocks of 12 roots
+per quality likewise. Richer labels map to a vocabulary by root, third and seventh
 (:func:`chord_to_index`). Model: a fixed log-frequency spectrogram
 (:class:`~instructme.models.features.LogFrequencySpectrogram`), a small 2-D CNN over
 (pitch, time) that pools pitch only, a bidirectional GRU over time and a linear classifier.
@@ -33,17 +35,25 @@ ROOTS: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", 
 MAJMIN_LABELS: tuple[str, ...] = (
     tuple(f"{r}:maj" for r in ROOTS) + tuple(f"{r}:min" for r in ROOTS) + ("N",)
 )
-N_INDEX = 24
+#: The 61-class vocabulary: maj, min, maj7, min7, 7 per root (blocks of 12 roots), then N.
+SEVENTHS_LABELS: tuple[str, ...] = tuple(
+    f"{r}:{q}" for q in ("maj", "min", "maj7", "min7", "7") for r in ROOTS) + ("N",)
+#: Vocabulary name -> labels; a model's ``labels`` is one of these.
+VOCABULARIES: dict[str, tuple[str, ...]] = {"majmin": MAJMIN_LABELS, "sevenths": SEVENTHS_LABELS}
+N_INDEX = 24  # "N" in the majmin vocabulary (always the last label)
 #: Training target for labels outside the vocabulary (X, sus, power chords, bad syntax).
 IGNORE_INDEX = -100
 
 
-def chord_to_index(label: str) -> int:
-    """mir_eval label -> class index (root + third), ``N_INDEX`` or ``IGNORE_INDEX``.
+def chord_to_index(label: str, labels: tuple[str, ...] = MAJMIN_LABELS) -> int:
+    """mir_eval label -> class index in ``labels`` (a :data:`VOCABULARIES` value), ``N``'s
+    index (the last) or ``IGNORE_INDEX``.
 
-    ``C:7``, ``C:maj7``, ``C:aug`` -> ``C:maj``; ``C:min7``, ``C:dim``, ``C:hdim7`` -> ``C:min``;
-    ``N`` -> N; ``X``, ``C:sus4``, ``C:5`` and unparsable labels -> ignored. Inversions
-    (``/3``) keep their root.
+    majmin (root + third): ``C:7``, ``C:maj7``, ``C:aug`` -> ``C:maj``; ``C:min7``,
+    ``C:dim``, ``C:hdim7`` -> ``C:min``. sevenths (root + third + seventh, over a perfect
+    fifth): ``C:maj7``/``C:maj9`` -> ``C:maj7``, ``C:7``/``C:9`` -> ``C:7``, ``C:min7`` ->
+    ``C:min7``; other chords by their third as in majmin. ``N`` -> N; ``X``, ``C:sus4``,
+    ``C:5`` and unparsable labels -> ignored. Inversions (``/3``) keep their root.
     """
     import mir_eval.chord
 
@@ -52,17 +62,26 @@ def chord_to_index(label: str) -> int:
     except (mir_eval.chord.InvalidChordException, ValueError, IndexError):
         return IGNORE_INDEX
     if root < 0:
-        return N_INDEX if bitmap.max() == 0 else IGNORE_INDEX  # "N" vs "X"
+        return len(labels) - 1 if bitmap.max() == 0 else IGNORE_INDEX  # "N" vs "X"
     if bitmap[3]:
-        return 12 + int(root)
-    if bitmap[4]:
-        return int(root)
-    return IGNORE_INDEX
+        quality = "min"
+    elif bitmap[4]:
+        quality = "maj"
+    else:
+        return IGNORE_INDEX
+    if len(labels) > len(MAJMIN_LABELS) and bitmap[7]:
+        if quality == "maj" and bitmap[11]:
+            quality = "maj7"
+        elif bitmap[10]:
+            quality = "7" if quality == "maj" else "min7"
+    return labels.index(f"{ROOTS[int(root)]}:{quality}")
 
 
-def transpose_index(index: np.ndarray | torch.Tensor, semitones: int):
-    """Transpose class indices by ``semitones`` (N and ignored stay as they are)."""
-    q = index < N_INDEX
+def transpose_index(index: np.ndarray | torch.Tensor, semitones: int,
+                    n_index: int = N_INDEX):
+    """Transpose class indices by ``semitones`` (N at ``n_index`` and ignored stay as they
+    are); the vocabularies hold one block of 12 roots per quality."""
+    q = index < n_index
     q = q & (index >= 0)
     moved = (index // 12) * 12 + (index % 12 + semitones) % 12
     if isinstance(index, torch.Tensor):
@@ -129,6 +148,14 @@ class ChordConfig(Config):
     }
 
     @property
+    def vocabulary(self) -> str:
+        """The name of ``labels`` in :data:`VOCABULARIES`."""
+        for name, labels in VOCABULARIES.items():
+            if tuple(self.labels) == labels:
+                return name
+        raise ValueError(f"chord labels must be one of the vocabularies {sorted(VOCABULARIES)}")
+
+    @property
     def hop(self) -> int:
         hop = self.sample_rate / self.frame_rate
         if abs(hop - round(hop)) > 1e-6:
@@ -144,6 +171,7 @@ class ChordRecognizer(nn.Module):
     def __init__(self, config: ChordConfig) -> None:
         super().__init__()
         self.config = config
+        _ = config.vocabulary  # refuses labels that are no known vocabulary
         self.frontend = LogFrequencySpectrogram(
             config.sample_rate, config.n_fft, config.hop, config.fmin_midi, config.n_semitones,
             config.bins_per_semitone, config.margin_semitones)

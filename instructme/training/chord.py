@@ -3,10 +3,10 @@
 Training data (InstructME, method: chord conditioning of the source audio): crops of
 songs from a dataset folder, mixed from random stem subsets with random gains
 (:mod:`instructme.training.stem_mixes`); frame targets are the score's chord labels mapped to
-maj/min/N (:func:`~instructme.models.chord.chord_to_index`). Each batch is transposed by a
-random number of semitones in the log-frequency domain (labels rotated to match), so every
-key is seen. Evaluation transcribes whole held-out songs and scores them with
-``mir_eval.chord`` (root and majmin), duration-weighted over all songs (WCSR).
+the model's vocabulary, maj/min/N or sevenths (:func:`~instructme.models.chord.chord_to_index`).
+Each batch is transposed by a random number of semitones in the log-frequency domain (labels
+rotated to match), so every key is seen. Evaluation transcribes whole held-out songs and scores
+them with ``mir_eval.chord`` (root, majmin and sevenths), duration-weighted over all songs (WCSR).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from instructme.config import Config
 from instructme.errors import ManifestError
 from instructme.models.chord import (
     IGNORE_INDEX,
+    VOCABULARIES,
     ChordConfig,
     ChordRecognizer,
     chord_to_index,
@@ -88,7 +89,8 @@ class ChordCrops(torch.utils.data.Dataset):
         times = mix.start + np.arange(n_frames) / self.cfg.frame_rate
         labels = chord_frame_targets(mix.song.chords, times)
         end = mix.song.duration
-        targets = [IGNORE_INDEX if lab is None else chord_to_index(lab) for lab in labels]
+        targets = [IGNORE_INDEX if lab is None else chord_to_index(lab, self.cfg.labels)
+                   for lab in labels]
         targets = [t if times[j] < end else IGNORE_INDEX for j, t in enumerate(targets)]
         return torch.from_numpy(mix.audio), torch.tensor(targets, dtype=torch.long)
 
@@ -101,7 +103,7 @@ def chord_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], shift
     """
     audio, targets = batch
     logits = model(audio, shift=shift)  # [B, T, K]
-    targets = transpose_index(targets, -shift)
+    targets = transpose_index(targets, -shift, n_index=logits.shape[-1] - 1)
     if not (targets != IGNORE_INDEX).any():  # cross_entropy would be NaN
         return logits.sum() * 0.0, {"frame_acc": 0.0}
     loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
@@ -130,7 +132,10 @@ def reference_segments(song: SongRef) -> Segments:
 
 
 def score_segments(ref: Segments, est: Segments) -> dict[str, tuple[float, float]]:
-    """``mir_eval.chord`` root/majmin: ``{metric: (correct seconds, scored seconds)}``."""
+    """``mir_eval.chord`` root/majmin/sevenths: ``{metric: (correct seconds, scored seconds)}``.
+
+    Each metric scores the reference chords its vocabulary holds (sevenths leaves out, e.g.,
+    ``dim`` and ``9`` chords; majmin only ``X``/``sus``/power chords)."""
     import mir_eval.chord
     import mir_eval.util
 
@@ -143,7 +148,8 @@ def score_segments(ref: Segments, est: Segments) -> dict[str, tuple[float, float
     intervals, r, e = mir_eval.util.merge_labeled_intervals(ref_iv, ref_lab, est_iv, est_lab)
     durations = mir_eval.util.intervals_to_durations(intervals)
     out = {}
-    for name, fn in (("root", mir_eval.chord.root), ("majmin", mir_eval.chord.majmin)):
+    for name, fn in (("root", mir_eval.chord.root), ("majmin", mir_eval.chord.majmin),
+                     ("sevenths", mir_eval.chord.sevenths)):
         comp = fn(r, e)
         scored = comp >= 0
         out[name] = (float((durations * comp)[scored].sum()), float(durations[scored].sum()))
@@ -153,7 +159,7 @@ def score_segments(ref: Segments, est: Segments) -> dict[str, tuple[float, float
 def evaluate_transcriber(transcribe: Callable[[np.ndarray, int], Segments],
                          songs: list[SongRef]) -> dict[str, Any]:
     """WCSR (duration-weighted over all songs) of a transcriber on full song mixes."""
-    totals: dict[str, list[float]] = {"root": [0.0, 0.0], "majmin": [0.0, 0.0]}
+    totals = {k: [0.0, 0.0] for k in ("root", "majmin", "sevenths")}
     scored = 0
     for song in songs:
         if not song.chords:  # nothing to score against
@@ -169,10 +175,14 @@ def evaluate_transcriber(transcribe: Callable[[np.ndarray, int], Segments],
 
 def train_chord(data: str | Path, out: str | Path, preset: str = "small",
                 steps: int | None = None, resume: bool = False, seed: int = 0,
+                vocabulary: str = "majmin",
                 model_config: ChordConfig | None = None,
                 train_config: ChordTrainConfig | None = None,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train a :class:`ChordRecognizer` on ``data`` (train split); evaluate on val songs."""
+    """Train a :class:`ChordRecognizer` on ``data`` (train split); evaluate on val songs.
+
+    ``vocabulary`` (a :data:`~instructme.models.chord.VOCABULARIES` name) sets a new model's
+    labels; a resumed run keeps its own."""
 
     tcfg = train_config or ChordTrainConfig.preset(preset)
     if steps is not None:
@@ -180,7 +190,10 @@ def train_chord(data: str | Path, out: str | Path, preset: str = "small",
     if resume:
         mcfg = resumed_config(out, "chord", ChordConfig)
     else:
-        mcfg = model_config or ChordConfig.preset(preset)
+        if vocabulary not in VOCABULARIES:
+            raise ValueError(f"unknown chord vocabulary {vocabulary!r}; known: "
+                             f"{', '.join(VOCABULARIES)}")
+        mcfg = model_config or ChordConfig.preset(preset, labels=VOCABULARIES[vocabulary])
     train_songs = [s for s in load_songs(data, ("train",)) if s.chords]
     if not train_songs:
         raise ManifestError(f"{data}: no training song has chord labels")
@@ -213,5 +226,5 @@ def train_chord(data: str | Path, out: str | Path, preset: str = "small",
     task = SupervisedTask("chord", model, dataset, step_fn, loop, {"chord": mcfg},
                           evaluate=evaluate if val_songs else None,
                           extra={"data": str(data), "train": tcfg.to_dict(), "seed": seed},
-                          curves=("loss", "frame_acc", "val_majmin"))
+                          curves=("loss", "frame_acc", "val_majmin", "val_sevenths"))
     return Trainer(task, out, resume=resume, log=log).fit()["eval"]
