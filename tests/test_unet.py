@@ -165,7 +165,7 @@ def test_config_validation():
         EditorConfig(attention_levels=(5,))
     model = EditorUNet(EditorConfig.preset("tiny"))
     z = torch.randn(1, 8, 10)
-    with pytest.raises(ValueError, match="z_t and z_src"):
+    with pytest.raises(ValueError, match="z_t must be .* and z_src"):
         model(z, torch.tensor([1]), z[:, :4], None, None)
     with pytest.raises(ValueError, match="chords"):
         model(z, torch.tensor([1]), z, None, None, torch.rand(1, 4, 3))

@@ -33,8 +33,12 @@ def _build_cache(args: argparse.Namespace, state: Any) -> Path:
     text_cfg = TextEncoderConfig(kind=kind, path=args.text_path)
     if args.cache is None and args.vae is None:
         raise InstructMEError("--vae is required (or --cache with a built latent cache)")
-    cache = Path(args.cache) if args.cache else default_cache_dir(args.data, args.vae, args.chord,
-                                                                  text_cfg)
+    parts = args.target == "part"
+    if args.separator and not parts:
+        raise InstructMEError("--separator is for --target part (a replace follows its "
+                              "estimate of the old instrument)")
+    cache = Path(args.cache) if args.cache else default_cache_dir(
+        args.data, args.vae, args.chord, text_cfg, parts=parts, separator_dir=args.separator)
     if args.vae is None:
         if not _cache_ready(cache):
             raise InstructMEError(f"{cache}: no built latent cache there; pass --vae")
@@ -57,7 +61,8 @@ def _build_cache(args: argparse.Namespace, state: Any) -> Path:
                                     batch_size=args.cache_batch_size, device=device,
                                     max_items={"train": args.max_train_items,
                                                "val": args.max_val_items},
-                                    progress=progress)
+                                    progress=progress, parts=parts,
+                                    separator_dir=args.separator)
             for bar in bars.values():
                 bar.close()
     return cache
@@ -84,7 +89,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         last = train_editor(cache or "", args.out, preset=args.preset, variant=args.variant,
                             steps=args.steps, resume=args.resume, quiet=args.quiet, cpu=cpu,
                             batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-                            crop_seconds=args.crop_seconds, seed=args.seed)
+                            crop_seconds=args.crop_seconds, seed=args.seed,
+                            editor_overrides={"target": args.target} if args.target else None)
     except ValueError as e:
         raise InstructMEError(str(e)) from None
     if state.is_main_process:
@@ -119,6 +125,12 @@ def add_commands(sub: argparse._SubParsersAction, train_sub: argparse._SubParser
     p.add_argument("--variant", choices=list(VARIANTS), default="full",
                    help="ablation: full model, no-chord, no-multi-scale, full-attention, "
                         "audit (concat only)")
+    p.add_argument("--target", choices=["mix", "part"], default="mix",
+                   help="mix: the paper's whole edited mix; part: only what is new (the added "
+                        "or replacing stem; a remix's whole mix), mixed into the source by "
+                        "the pipeline")
+    p.add_argument("--separator", help="stem separator folder (--target part): a replace "
+                                       "also trains on its estimate of the old instrument")
     p.add_argument("--steps", type=int, help="total optimiser steps (default: the preset's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--batch-size", type=int, help="windows per process and micro-step")

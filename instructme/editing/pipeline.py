@@ -24,6 +24,9 @@ rate, channels and stereo image; the result also carries the edited part alone
 (an extract's part is its output). In a multi-round edit each round's output is the next
 round's source (:meth:`UserAudio.next_round`).
 
+An editor with part targets (``target="part"``) generates only the added or replacing part,
+which stage 7 adds to the user's audio (:mod:`instructme.editing.parts`).
+
 With a stem separator (a folder's ``separator/``), remove and extract skip stages 3-7: one
 forward pass of the separator masks the user's audio (:mod:`instructme.editing.separation`);
 a replace's old instrument is removed by it in stage 7 instead of by the guide's gains. An
@@ -66,6 +69,7 @@ from instructme.editing.folder import (
     write_pipeline_folder,
 )
 from instructme.editing.guidance import EditorDenoiser, split_passes
+from instructme.editing.parts import part_round
 from instructme.editing.preserve import PRESERVING_TASKS, compose, guide
 from instructme.editing.separation import (
     SEPARATED_TASKS,
@@ -373,6 +377,11 @@ class EditPipeline:
         t0 = time.perf_counter()
         if not self.samples(rd):
             return self._separate_round(source, rd)
+        if self.editor.config.target == "part":
+            if rd.task in SEPARATED_TASKS:
+                raise CheckpointError("this pipeline's editor generates parts (add, replace, "
+                                      f"remix): {rd.task} needs the stem separator")
+            return part_round(self, source, rd, cfg, seed, progress)
         keep = bool(cfg.preserve) and rd.task in PRESERVING_TASKS
         timings: dict[str, float] = {}
         notes: list[str] = []
@@ -431,7 +440,8 @@ class EditPipeline:
                                   cond.chords, cfg.guidance,
                                   sequential=split_passes(self.device, cond.z_src.shape[-1]))
         gen = torch.Generator().manual_seed(seed)
-        z = self.diffusion.sample(denoiser, tuple(cond.z_src.shape), sampler=cfg.sampler_spec.name,
+        shape = (1, int(self.editor.config.latent_channels), int(cond.z_src.shape[-1]))
+        z = self.diffusion.sample(denoiser, shape, sampler=cfg.sampler_spec.name,
                                   steps=cfg.steps, generator=gen, device=self.device,
                                   callback=progress)
         timings["sample"] = time.perf_counter() - t

@@ -5,8 +5,14 @@ A 1-D U-Net over the latent time axis predicts noise (or velocity) for the targe
 ``z_t`` given the source latent ``z_src``, the instruction tokens and the source's chord
 probability matrix:
 
-    ``forward(z_t [B, C, T], t [B], z_src [B, C, T], text [B, L, Dt], text_mask [B, L],
+    ``forward(z_t [B, C, T], t [B], z_src [B, C_s, T], text [B, L, Dt], text_mask [B, L],
     chords [B, Tc, K] | None) -> [B, C, T]``
+
+* **Target** (``target``): ``mix``, the paper's, generates the whole edited mix
+  (``C_s = C``); ``part`` generates only what is new (the added stem, the replacing stem or,
+  for a remix, the whole mix) and its source is the mix's latent *and* the latent of the part
+  it must follow (a replace's old instrument; silence otherwise) stacked on the channel axis
+  (``C_s = 2C``): both enter the concatenation and the multi-scale encoder.
 
 * ResBlocks with scale-shift timestep conditioning, stride-2 down / nearest up sampling,
   skip connections; transformer blocks (chunked self-attention + text cross-attention,
@@ -78,6 +84,7 @@ class EditorConfig(Config):
     chunked_attention: bool = True
     inter_chunk: bool = True
     concat_source: bool = True
+    target: str = "mix"  # "mix" (the paper's whole edited mix) or "part" (only what is new)
     chunk_size: int = 64
     chunk_overlap: int = 16
     # Diffusion.
@@ -110,6 +117,8 @@ class EditorConfig(Config):
             raise ValueError(f"attention_levels {bad} outside 0..{len(self.channel_mult) - 1}")
         if not (self.multi_scale or self.concat_source):
             raise ValueError("the editor needs the source: enable multi_scale or concat_source")
+        if self.target not in ("mix", "part"):
+            raise ValueError(f"target must be mix or part, got {self.target!r}")
 
     @classmethod
     def variant(cls, preset: str, variant: str = "full", **overrides: Any) -> EditorConfig:
@@ -118,6 +127,11 @@ class EditorConfig(Config):
             raise ValueError(f"unknown editor variant {variant!r} "
                              f"(known: {', '.join(VARIANTS)})")
         return cls.preset(preset, **{**VARIANTS[variant], **overrides})
+
+    @property
+    def source_channels(self) -> int:
+        """Channels of ``z_src``: the mix's latent, plus the followed part's for ``part``."""
+        return self.latent_channels * (2 if self.target == "part" else 1)
 
     @property
     def downsample_factor(self) -> int:
@@ -193,7 +207,7 @@ class SourceEncoder(nn.Module):
 
     def __init__(self, cfg: EditorConfig, channels: list[int], targets: list[int]) -> None:
         super().__init__()
-        self.conv_in = nn.Conv1d(cfg.latent_channels, channels[0], 3, padding=1)
+        self.conv_in = nn.Conv1d(cfg.source_channels, channels[0], 3, padding=1)
         self.blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
         self.proj = nn.ModuleList()
@@ -228,7 +242,7 @@ class EditorUNet(nn.Module):
         emb_dim = 4 * c.model_channels
         self.time_embed = nn.Sequential(nn.Linear(c.model_channels, emb_dim), nn.SiLU(),
                                         nn.Linear(emb_dim, emb_dim))
-        c_in = c.latent_channels * (2 if c.concat_source else 1)
+        c_in = c.latent_channels + (c.source_channels if c.concat_source else 0)
         self.conv_in = nn.Conv1d(c_in, chans[0], 3, padding=1)
         self.source_encoder = (SourceEncoder(c, chans, [chans[0]] + chans[:-1])
                                if c.multi_scale else None)
@@ -319,9 +333,12 @@ class EditorUNet(nn.Module):
                 chords: torch.Tensor | None = None) -> torch.Tensor:
         """Predict ``epsilon`` / ``v`` for ``z_t [B, C, T]`` at timesteps ``t [B]``."""
         c = self.config
-        if z_t.dim() != 3 or z_t.shape[1] != c.latent_channels or z_src.shape != z_t.shape:
-            raise ValueError(f"z_t and z_src must both be [B, {c.latent_channels}, T], got "
-                             f"{tuple(z_t.shape)} and {tuple(z_src.shape)}")
+        if (z_t.dim() != 3 or z_t.shape[1] != c.latent_channels or z_src.dim() != 3
+                or z_src.shape[1] != c.source_channels
+                or (z_src.shape[0], z_src.shape[2]) != (z_t.shape[0], z_t.shape[2])):
+            raise ValueError(f"z_t must be [B, {c.latent_channels}, T] and z_src "
+                             f"[B, {c.source_channels}, T], got {tuple(z_t.shape)} and "
+                             f"{tuple(z_src.shape)}")
         b, _, t_len = z_t.shape
         t = torch.as_tensor(t, device=z_t.device)
         if t.dim() == 0:

@@ -4,7 +4,11 @@ and training set-up), on the shared :class:`~instructme.training.trainer.Trainer
 Reads a latent cache (:mod:`instructme.training.editor_cache`) and minimises the diffusion
 loss of :class:`~instructme.diffusion.Diffusion` for ``z_tgt`` given ``z_src``, the
 instruction and the source chords, dropping the instruction (classifier-free guidance) and
-the chords with the config's probabilities.
+the chords with the config's probabilities. An editor with ``target="part"`` learns
+``z_part`` given ``[z_src; z_cond]`` on the add / replace / remix items of a cache built with
+parts; a replace follows the separator's estimate of its old instrument (``z_cond_sep``) with
+probability ``separated_condition``, else the true stem, so that inference (which has only
+the estimate) is not out of distribution.
 
 bf16 autocast on GPU; gradient accumulation; EMA weights
 (:class:`~instructme.training.ema.DiffusersEMA`); gradient clipping; linear warm-up. Each
@@ -34,7 +38,7 @@ from instructme.config import Config
 from instructme.diffusion import Diffusion
 from instructme.errors import CheckpointError, ManifestError
 from instructme.models.unet import EditorConfig, EditorUNet
-from instructme.training.editor_cache import LatentCache
+from instructme.training.editor_cache import PART_TASKS, LatentCache
 from instructme.training.ema import DiffusersEMA
 from instructme.training.plots import plot_losses
 from instructme.training.trainer import Schedule, Trainer, TrainTask, saved_configs, saved_state
@@ -59,6 +63,7 @@ class EditorTrainConfig(Config):
     save_every: int = 1_000
     val_every: int = 1_000
     val_batches: int = 4
+    separated_condition: float = 0.5  # part target: p(a replace follows the separator's X)
     seed: int = 0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -87,6 +92,9 @@ def editor_config_for_cache(meta: dict[str, Any], preset: str, variant: str = "f
     if cfg.chord_conditioning and not meta.get("has_chords"):
         raise ManifestError("the latent cache has no chord matrices (built without a chord "
                             "model): give a chord model or train the 'no-chord' variant")
+    if cfg.target == "part" and not meta.get("parts"):
+        raise ManifestError("the latent cache has no part latents: build it with parts "
+                            "('train editor --target part' does)")
     return cfg
 
 
@@ -102,6 +110,17 @@ def weights_digest(model: torch.nn.Module) -> str:
 def _rng(seed: int, step: int, micro: int) -> np.random.Generator:
     # The trailing 0 keeps the streams of runs made when each rank drew its own batch.
     return np.random.default_rng([seed, step, micro, 0])
+
+
+def _trained_items(cache: LatentCache, model_cfg: EditorConfig) -> np.ndarray:
+    """Indices of the items an editor trains on: all, or for a part target the items of
+    :data:`~instructme.training.editor_cache.PART_TASKS` (their true stems: ``z_cond``)."""
+    if model_cfg.target != "part":
+        return np.arange(len(cache), dtype=np.int64)
+    keep = [i for i, it in enumerate(cache.items) if it["task"] in PART_TASKS]
+    if not keep and cache.split == "train":
+        raise ManifestError(f"{cache.root}: no add, replace or remix items to train on")
+    return np.array(keep, dtype=np.int64)
 
 
 def _mixed_precision(name: str) -> str:
@@ -125,6 +144,10 @@ class EditorTask(TrainTask):
             self.val: LatentCache | None = LatentCache(cache_dir, "val")
         except ManifestError:
             self.val = None
+        self.pool = _trained_items(self.train, model_cfg)
+        self.val_pool = _trained_items(self.val, model_cfg) if self.val is not None else None
+        if self.val_pool is not None and not len(self.val_pool):
+            self.val, self.val_pool = None, None
         self.schedule = Schedule(steps=cfg.steps, log_every=cfg.log_every,
                                  save_every=cfg.save_every,
                                  eval_every=cfg.val_every if self.val is not None else 0,
@@ -159,6 +182,9 @@ class EditorTask(TrainTask):
         and ``noise`` like ``z_tgt`` from the batch, else from ``gen``)."""
         dev = self.accelerator.device
         z_src, z_tgt = batch["z_src"].to(dev), batch["z_tgt"].to(dev)
+        if self.model_cfg.target == "part":
+            z_src = torch.cat([z_src, batch["z_cond"].to(dev)], 1)  # [B, 2C, T]
+            z_tgt = batch["z_part"].to(dev)
         text, mask = batch["text"].to(dev), batch["text_mask"].to(dev)
         chords = batch["chords"].to(dev) if batch["chords"] is not None else None
         if not self.model_cfg.chord_conditioning:
@@ -177,8 +203,11 @@ class EditorTask(TrainTask):
         cfg, mcfg, acc = self.cfg, self.model_cfg, self.accelerator
         n, b = cfg.batch_size * acc.num_processes, cfg.batch_size
         rng = _rng(cfg.seed, step, micro)
-        idx = rng.integers(0, len(self.train), n)
+        idx = self.pool[rng.integers(0, len(self.pool), n)]
         batch: dict[str, Any] = self.train.batch(idx, self.crop, rng)
+        if mcfg.target == "part" and "z_cond_sep" in batch:
+            sep = torch.from_numpy(rng.random(n) < cfg.separated_condition)[:, None, None]
+            batch["z_cond"] = torch.where(sep, batch.pop("z_cond_sep"), batch["z_cond"])
         keep_text = torch.from_numpy(rng.random(n) >= mcfg.text_dropout)
         batch["text_mask"] = batch["text_mask"] & keep_text[:, None]
         if batch["chords"] is not None:
@@ -210,12 +239,12 @@ class EditorTask(TrainTask):
         return {"loss": float(np.mean(losses)), "grad_norm": gnorm, "lr": lr}
 
     def evaluate(self, step: int, model: torch.nn.Module) -> dict[str, Any]:
-        cfg, val = self.cfg, self.val
-        assert val is not None
-        n = min(len(val), cfg.val_batches * cfg.batch_size)
+        cfg, val, pool = self.cfg, self.val, self.val_pool
+        assert val is not None and pool is not None
+        n = min(len(pool), cfg.val_batches * cfg.batch_size)
         total = 0.0
         for a in range(0, n, cfg.batch_size):
-            idx = list(range(a, min(n, a + cfg.batch_size)))
+            idx = pool[a:min(n, a + cfg.batch_size)].tolist()
             batch = val.batch(idx, self.crop, np.random.default_rng([cfg.seed, a]))
             t = torch.linspace(0, self.diffusion.num_train_timesteps - 1, len(idx)).long()
             gen = torch.Generator().manual_seed(a)
