@@ -117,15 +117,15 @@ def test_shipped_classifier_names_the_stems_and_style_of_the_examples(name):
     model = load_model(InstrumentClassifier, MODELS / name).eval()
     assert model.config.thresholds is not None
     false_positives = 0
-    for name, (style, stems) in EXAMPLE_STEMS.items():
-        x, sr = sf.read(EXAMPLES / f"{name}.flac", dtype="float32")
+    for song, (style, stems) in EXAMPLE_STEMS.items():
+        x, sr = sf.read(EXAMPLES / f"{song}.flac", dtype="float32")
         assert sr == model.config.sample_rate
         with torch.no_grad():
             pred = model.predict(torch.from_numpy(x)[None])
         probs = pred["instruments"][0].numpy()
         present = {n for n, p, t in zip(model.instrument_names, probs, model.thresholds)
                    if p >= t}
-        assert stems <= present, (name, present)
+        assert stems <= present, (song, present)
         false_positives += len(present - stems)
         assert model.style_names[int(pred["style"][0].argmax())] == style
     assert false_positives <= 1
