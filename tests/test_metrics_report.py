@@ -240,7 +240,7 @@ def test_cli_eval_edits(dataset, tmp_path, capsys):
 
 def test_cli_eval_edits_judges_with_the_shipped_classifier(dataset, tmp_path, monkeypatch,
                                                            capsys):
-    """Without --classifier, IA is judged by the shipped classifier-wide; a checkout without
+    """Without --classifier, IA is judged by the shipped classifier-diverse; a checkout without
     it gets a one-line error naming both ways out."""
     from instructme.commands import evaluate as evaluate_cmd
 
@@ -251,7 +251,7 @@ def test_cli_eval_edits_judges_with_the_shipped_classifier(dataset, tmp_path, mo
     monkeypatch.chdir(evaluate_cmd.default_classifier_dir().parents[1])  # the checkout
     assert main([*args, "--out", str(tmp_path / "rep")]) == 0
     saved = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert "(models/classifier-wide)" in saved["classifier"]  # named as typed in the checkout
+    assert "(models/classifier-diverse)" in saved["classifier"]  # named as typed in the checkout
     assert saved["tasks"]["all"]["target"]["ia"] is not None
     monkeypatch.setattr(evaluate_cmd, "default_classifier_dir", lambda: tmp_path / "nothing")
     capsys.readouterr()

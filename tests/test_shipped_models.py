@@ -19,7 +19,7 @@ PROGRESSION = [("C:maj", (48, 60, 64, 67)), ("G:maj", (43, 59, 62, 67)),
 
 
 @pytest.mark.parametrize("soundfont", ["fluidr3", "timgm6mb"])
-@pytest.mark.parametrize("name", ["chord-small", "chord-diverse"])
+@pytest.mark.parametrize("name", ["chord-small", "chord-sevenths"])
 def test_shipped_chord_model_reads_a_rendered_progression(name, soundfont):
     # Strings (not seen as this exact voicing in training) play C G Am F, 2 s each, with a
     # trained-on soundfont and with one no model here was trained on.

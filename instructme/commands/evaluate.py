@@ -10,11 +10,11 @@ from instructme.config import shipped_model_dir
 from instructme.errors import InstructMEError
 
 #: The judge ``eval edits`` uses when no ``--classifier`` is given (the best shipped one).
-DEFAULT_CLASSIFIER = "classifier-wide"
+DEFAULT_CLASSIFIER = "classifier-diverse"
 
 
 def default_classifier_dir() -> Path:
-    """The shipped ``models/classifier-wide`` of the repository."""
+    """The shipped ``models/classifier-diverse`` of the repository."""
     return shipped_model_dir(DEFAULT_CLASSIFIER)
 
 
