@@ -131,3 +131,34 @@ def test_part_target_needs_a_cache_with_parts(tmp_path):
     with pytest.raises(ManifestError, match="part latents"):
         train_editor(cache, tmp_path / "run", preset="tiny", steps=1, quiet=True,
                      editor_overrides={"target": "part"})
+
+
+def test_cli_trains_a_part_editor_with_a_separators_estimate(tmp_path, capsys):
+    from instructme.checkpoint import save_model
+    from instructme.cli import main
+    from instructme.models.chord import ChordConfig, ChordRecognizer
+    from instructme.models.separator import Separator, SeparatorConfig
+    from instructme.models.vae import AudioVAE, VAEConfig
+
+    data = make_dataset(tmp_path / "data", n_songs=2)
+    _add_replacements(data)
+    torch.manual_seed(0)
+    for name, model in (("vae", AudioVAE(VAEConfig.preset("tiny"))),
+                        ("chord", ChordRecognizer(ChordConfig.preset("tiny"))),
+                        ("sep", Separator(SeparatorConfig.preset("tiny")))):
+        save_model(model, tmp_path / name)
+    args = ["train", "editor", "--data", str(data), "--vae", str(tmp_path / "vae"), "--chord",
+            str(tmp_path / "chord"), "--out", str(tmp_path / "ed"), "--preset", "tiny",
+            "--steps", "2", "--batch-size", "2", "--quiet"]
+    assert main([*args, "--separator", str(tmp_path / "sep")]) == 2  # needs --target part
+    assert "--target part" in capsys.readouterr().err
+    assert main([*args, "--target", "part", "--separator", str(tmp_path / "sep")]) == 0
+    assert load_model(EditorUNet, tmp_path / "ed").config.target == "part"
+    (cache,) = (data / "editor_cache").iterdir()
+    meta = json.loads((cache / "cache.json").read_text())
+    assert meta["parts"] and meta["has_separated"] and meta["separator"]["sha256"]
+    tr = LatentCache(cache, "train")
+    sep, tasks = tr.parts["z_cond_sep"], [it["task"] for it in tr.items]
+    silent = sep[tasks.index("add")]  # nothing to follow: the latent of silence
+    assert all(np.array_equal(sep[i], silent) for i, t in enumerate(tasks) if t != "replace")
+    assert all(not np.allclose(sep[i], silent) for i, t in enumerate(tasks) if t == "replace")

@@ -90,7 +90,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                             steps=args.steps, resume=args.resume, quiet=args.quiet, cpu=cpu,
                             batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
                             crop_seconds=args.crop_seconds, seed=args.seed,
-                            editor_overrides={"target": args.target} if args.target else None)
+                            editor_overrides={"target": args.target})
     except ValueError as e:
         raise InstructMEError(str(e)) from None
     if state.is_main_process:
